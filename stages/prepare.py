@@ -1,0 +1,61 @@
+"""Stage `prepare`: raw sources -> canonical JSONL in data/prepared/ (params: seed, data).
+
+Writes corpus_train.jsonl / corpus_test.jsonl (the corpus split by problem id), tasks.jsonl (the
+efficiency tasks, a deterministic subset of `data.limit_tasks`) and opt_tasks.jsonl (the 142
+scored ENAMEL tasks).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from perfrepro.config import ConfigError, load_params
+from perfrepro.datasets import (
+    DatasetError,
+    load_corpus_source,
+    load_opt_tasks,
+    load_task_source,
+    select_subset,
+    split_by_problem,
+)
+from perfrepro.records import write_jsonl
+
+log = logging.getLogger("prepare")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--out", type=Path, default=Path("data/prepared"))
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
+    args = parse_args(argv)
+    try:
+        params = load_params(args.params)
+        data = params.data
+        corpus = load_corpus_source(data.corpus_source, data.corpus, data.language)
+        train, test = split_by_problem(corpus, data.test_fraction, params.seed)
+        tasks = select_subset(load_task_source(data.tasks_source, data.tasks), data.limit_tasks, params.seed)
+        opt_tasks = load_opt_tasks(data.enamel_dir)
+    except (ConfigError, DatasetError) as exc:
+        log.error("%s", exc)
+        return 1
+    for name, records in (
+        ("corpus_train", train),
+        ("corpus_test", test),
+        ("tasks", tasks),
+        ("opt_tasks", opt_tasks),
+    ):
+        count = write_jsonl(args.out / f"{name}.jsonl", records)
+        log.info("%s.jsonl: %d rows", name, count)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

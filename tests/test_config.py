@@ -1,0 +1,130 @@
+"""params.yaml validation: the real file loads; unknown, missing and mistyped keys are named."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from perfrepro.config import AdapterConfig, ConfigError, Params, build, load_params
+
+PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
+
+
+@pytest.fixture()
+def raw() -> dict:
+    return yaml.safe_load(PARAMS.read_text(encoding="utf-8"))
+
+
+def write(tmp_path: Path, data: dict) -> Path:
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+def test_the_real_params_file_loads():
+    params = load_params(PARAMS)
+    assert isinstance(params, Params)
+    assert params.data.corpus_source in ("leetcodedataset", "hpc_instruct")
+    assert params.data.tasks_source in ("leetcodedataset", "effibench")
+    assert 0 < params.data.test_fraction < 1
+    assert params.adapters and all(isinstance(a, AdapterConfig) for a in params.adapters.values())
+    assert isinstance(params.retrieval.ks, tuple) and all(isinstance(k, int) for k in params.retrieval.ks)
+    assert params.llm.cache_dir and params.negatives.llm.model
+
+
+def test_same_file_same_params():
+    assert load_params(PARAMS) == load_params(PARAMS)
+
+
+def test_wrong_type_names_the_dotted_key(tmp_path, raw):
+    name = next(iter(raw["adapters"]))
+    raw["adapters"][name]["lr"] = "x"
+    with pytest.raises(ConfigError) as info:
+        load_params(write(tmp_path, raw))
+    assert str(info.value) == f"adapters.{name}.lr: expected float, got 'x'"
+
+
+@pytest.mark.parametrize(
+    "path, value, message",
+    [
+        (("seed",), "42", "seed: expected int, got '42'"),
+        (("seed",), True, "seed: expected int, got True"),
+        (("data", "test_fraction"), [0.2], "data.test_fraction: expected float, got [0.2]"),
+        (("data", "corpus_source"), "kaggle", "data.corpus_source: expected one of leetcodedataset, hpc_instruct, got 'kaggle'"),
+        (("data", "limit_tasks"), "ten", "data.limit_tasks: expected int, got 'ten'"),
+        (("retrieval", "ks"), [1, "3"], "retrieval.ks[1]: expected int, got '3'"),
+        (("negatives", "llm", "temperature"), "hot", "negatives.llm.temperature: expected float, got 'hot'"),
+        (("timing",), [1, 2], "timing: expected a mapping, got [1, 2]"),
+    ],
+)
+def test_wrong_types_are_rejected(tmp_path, raw, path, value, message):
+    target = raw
+    for part in path[:-1]:
+        target = target[part]
+    target[path[-1]] = value
+    with pytest.raises(ConfigError) as info:
+        load_params(write(tmp_path, raw))
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize(
+    "path, key",
+    [(("data",), "tets_fraction"), (("llm",), "modle"), ((), "shot"), (("negatives", "llm"), "extra")],
+)
+def test_unknown_key_is_rejected(tmp_path, raw, path, key):
+    target = raw
+    for part in path:
+        target = target[part]
+    target[key] = 1
+    with pytest.raises(ConfigError, match=rf"^{'.'.join(path + (key,))}: unknown key \(expected one of "):
+        load_params(write(tmp_path, raw))
+
+
+@pytest.mark.parametrize("path", [("seed",), ("data", "corpus"), ("timing", "repeats"), ("negatives", "llm", "model")])
+def test_missing_key_is_rejected(tmp_path, raw, path):
+    target = raw
+    for part in path[:-1]:
+        target = target[part]
+    del target[path[-1]]
+    with pytest.raises(ConfigError) as info:
+        load_params(write(tmp_path, raw))
+    assert str(info.value) == f"{'.'.join(path)}: missing key"
+
+
+def test_missing_adapter_key_names_the_variant(tmp_path, raw):
+    name = next(iter(raw["adapters"]))
+    del raw["adapters"][name]["epochs"]
+    with pytest.raises(ConfigError, match=rf"^adapters\.{name}\.epochs: missing key$"):
+        load_params(write(tmp_path, raw))
+
+
+def test_out_of_range_values_are_named(tmp_path, raw):
+    bad = copy.deepcopy(raw)
+    bad["data"]["test_fraction"] = 1.5
+    with pytest.raises(ConfigError, match=r"^data\.test_fraction: expected 0 < x < 1"):
+        load_params(write(tmp_path, bad))
+    bad = copy.deepcopy(raw)
+    bad["retrieval"]["adapter"] = "no_such_adapter"
+    with pytest.raises(ConfigError, match=r"^retrieval\.adapter: 'no_such_adapter' is not a variant"):
+        load_params(write(tmp_path, bad))
+
+
+def test_missing_or_invalid_file(tmp_path):
+    with pytest.raises(ConfigError, match="params file not found"):
+        load_params(tmp_path / "nope.yaml")
+    (tmp_path / "bad.yaml").write_text("seed: [1,\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_params(tmp_path / "bad.yaml")
+
+
+def test_build_fills_defaults_and_converts_numbers():
+    section = {
+        "epochs": 1, "batch_size": 4, "lr": 1, "warmup_steps": 0, "max_grad_norm": 1.0,
+        "margin": 0.5, "loss": "mse", "negatives": "none",
+    }
+    adapter = build(AdapterConfig, section, "adapters.tiny")
+    assert adapter.lr == 1.0 and isinstance(adapter.lr, float)
+    assert adapter.temperature == 0.05 and adapter.weight_decay == 0.01
