@@ -1,0 +1,1 @@
+"""Solution indices: chromadb (the pipeline's store) and exact numpy search (the reference)."""

@@ -1,0 +1,1 @@
+"""Retrieval metrics (Hit/MRR/MAP/NDCG@k) and the evaluation loop over test queries."""

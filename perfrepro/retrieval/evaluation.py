@@ -1,0 +1,104 @@
+"""The evaluation loop: test-split queries against the index of all corpus solutions."""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol, Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from perfrepro.retrieval.metrics import mean_metrics, rank_of
+
+log = logging.getLogger(__name__)
+
+
+class SearchIndex(Protocol):
+    def query(self, query_embeddings: np.ndarray, k: int) -> list[list[tuple[str, float, Any]]]: ...
+
+
+@dataclass(frozen=True)
+class ModelRow:
+    key: str  # metrics-file key: no dots (DVC nests on them)
+    display: str  # name in the markdown table
+    metrics: dict[str, float]
+    protocol: str | None  # None for the base model
+
+
+def metric_key(name: str) -> str:
+    """A DVC-friendly key: dots (which DVC nests on), spaces and brackets become underscores,
+    and the "[study protocol]" label becomes a "__study" suffix."""
+    name = name.replace(" [study protocol]", "__study")
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_")
+
+
+def ranks_for(
+    index: SearchIndex, query_embeddings: np.ndarray, relevant_ids: Sequence[str], k: int, batch_size: int = 256
+) -> list[int | None]:
+    """Rank of each query's relevant document within the index's top k (None when absent)."""
+    ranks: list[int | None] = []
+    for start in range(0, len(relevant_ids), batch_size):
+        hits = index.query(query_embeddings[start : start + batch_size], k)
+        for retrieved, relevant in zip(hits, relevant_ids[start : start + batch_size]):
+            ranks.append(rank_of([doc_id for doc_id, *_ in retrieved], relevant))
+    return ranks
+
+
+def evaluate(
+    index: SearchIndex,
+    query_embeddings: np.ndarray,
+    relevant_ids: Sequence[str],
+    ks: Sequence[int],
+    adapter: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> dict[str, float]:
+    """Hit/MRR/MAP/NDCG@k for every k; `adapter` (e.g. LinearAdapter.apply) maps the queries first."""
+    queries = np.asarray(query_embeddings, dtype=np.float32)
+    if adapter is not None:
+        queries = adapter(queries)
+    ranks = ranks_for(index, queries, list(relevant_ids), max(ks))
+    return mean_metrics(ranks, ks)
+
+
+def evaluate_models(
+    index: SearchIndex,
+    query_embeddings: np.ndarray,
+    relevant_ids: Sequence[str],
+    ks: Sequence[int],
+    models: Sequence[tuple[str, str | None, Callable[[np.ndarray], np.ndarray] | None]],
+    show_progress: bool = True,
+) -> list[ModelRow]:
+    """Evaluate each (display name, protocol, adapter-or-None) on the same queries and index."""
+    rows = []
+    for display, protocol, adapter in tqdm(models, desc="evaluate", unit="model", disable=not show_progress):
+        metrics = evaluate(index, query_embeddings, relevant_ids, ks, adapter)
+        rows.append(ModelRow(metric_key(display), display, metrics, protocol))
+        log.info("%-55s hit@1 %.4f", display, metrics[f"hit@{min(ks)}"])
+    return rows
+
+
+def metrics_json(rows: Sequence[ModelRow], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """{"retrieval": {"<model_key>": {"hit@1": ..., ...}}} with flat, dot-free model keys."""
+    out: dict[str, Any] = {"retrieval": {row.key: dict(row.metrics) for row in rows}}
+    if extra:
+        out["retrieval_info"] = extra
+    return out
+
+
+def hit_plot_rows(rows: Sequence[ModelRow], ks: Sequence[int]) -> list[dict[str, Any]]:
+    """Rows for the DVC plot `metrics/retrieval_hit_at_k.json`: one {model, k, hit} per model and k."""
+    return [{"model": row.display, "k": k, "hit": row.metrics[f"hit@{k}"]} for row in rows for k in ks]
+
+
+def markdown_table(rows: Sequence[ModelRow], ks: Sequence[int], digits: int = 4) -> str:
+    """The study's layout: Model Type | k | Average Hit Rate @k | MRR@k | MAP@k | NDCG@k, grouped by k."""
+    from tabulate import tabulate
+
+    headers = ["Model Type", "k", "Average Hit Rate @k", "Mean Reciprocal Rank @k",
+               "Mean Average Precision @k", "Average NDCG @k"]
+    table = [
+        [row.display, k, *(round(row.metrics[f"{m}@{k}"], digits) for m in ("hit", "mrr", "map", "ndcg"))]
+        for k in ks for row in rows
+    ]
+    return tabulate(table, headers=headers, tablefmt="github", floatfmt=f".{digits}f")
