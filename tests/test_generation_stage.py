@@ -1,0 +1,151 @@
+"""The generate stage as a subprocess against a fake OpenAI-compatible server: killed midway and
+rerun, it sends only the missing requests; the API key never reaches disk; too many failures
+exit non-zero."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+from fake_openai_server import FakeOpenAI, Reply
+
+from perfrepro.records import Completion, Task, read_jsonl, write_jsonl
+
+REPO = Path(__file__).resolve().parents[1]
+SECRET = "sk-stage-test-SECRET-9876543210"
+
+
+def tiny_tasks(n: int) -> list[Task]:
+    return [
+        Task(id=f"task-{i}", statement=f"Return the number {i}.",
+             starter_code="class Solution:\n    def answer(self) -> int:\n        ",
+             canonical_solution=f"class Solution:\n    def answer(self) -> int:\n        return {i}\n",
+             test_code=f"def check(candidate):\n    assert candidate() == {i}\n",
+             entry_point="Solution().answer", examples=f"assert Solution().answer() == {i}", source="test")
+        for i in range(n)
+    ]
+
+
+def setup_workspace(tmp_path: Path, base_url: str, n_tasks: int, **llm_overrides) -> dict:
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["shots"] = 0
+    params["llm"].update(backend="openai", base_url=base_url, model="fake-model", max_retries=0,
+                         concurrency=1, timeout_s=10.0, **llm_overrides)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    write_jsonl(tmp_path / "tasks.jsonl", tiny_tasks(n_tasks))
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PERFREPRO_LLM_CACHE": str(tmp_path / "cache"),
+           "OPENAI_API_KEY": SECRET, "PYTHONUNBUFFERED": "1"}
+    return env
+
+
+def command(tmp_path: Path) -> list[str]:
+    return [sys.executable, str(REPO / "stages" / "generate.py"), "--params", str(tmp_path / "params.yaml"),
+            "--tasks", str(tmp_path / "tasks.jsonl"), "--index", str(tmp_path / "no-index"),
+            "--out", str(tmp_path / "out" / "completions.jsonl")]
+
+
+def run_and_kill_after(tmp_path, env, server, served: int, sig: int) -> subprocess.Popen:
+    process = subprocess.Popen(command(tmp_path), cwd=tmp_path, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while server.count < served and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.02)
+    process.send_signal(sig)
+    process.wait(timeout=30)
+    return process
+
+
+def prompts(bodies) -> list[str]:
+    return [body["messages"][-1]["content"] for body in bodies]
+
+
+def test_killed_midway_then_rerun_sends_only_the_missing_requests(tmp_path):
+    n = 8
+    with FakeOpenAI(lambda i, body: Reply(delay_s=0.15)) as server:
+        env = setup_workspace(tmp_path, server.base_url, n)
+        killed = run_and_kill_after(tmp_path, env, server, served=3, sig=signal.SIGKILL)
+        assert killed.returncode == -signal.SIGKILL
+        assert not (tmp_path / "out" / "completions.jsonl").exists()
+        first = prompts(server.requests)
+        cached = len(list((tmp_path / "cache").glob("??/*.json")))
+        assert 1 <= cached < n
+
+        rerun = subprocess.run(command(tmp_path), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+        assert rerun.returncode == 0, rerun.stderr
+        second = prompts(server.requests[len(first):])
+        output = (tmp_path / "out" / "completions.jsonl").read_bytes()
+
+        # A third run sends nothing and writes the same bytes.
+        third = subprocess.run(command(tmp_path), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+        assert third.returncode == 0, third.stderr
+        assert server.count == len(first) + len(second)
+        assert (tmp_path / "out" / "completions.jsonl").read_bytes() == output
+        assert '"cache_hit_rate": 1.0' in third.stderr
+    # Only what was not cached went out, and together the runs asked every task.
+    assert len(second) == n - cached
+    assert len(set(first) | set(second)) == n
+    completions = read_jsonl(tmp_path / "out" / "completions.jsonl", Completion)
+    assert [c.task_id for c in completions] == [f"task-{i}" for i in range(n)]
+    assert all(c.status == "ok" and "class Solution" in c.code for c in completions)
+    assert all(len(c.prompt_hash) == 64 and c.completion_tokens == 7 for c in completions)
+
+
+def test_ctrl_c_exits_130_and_keeps_what_was_received(tmp_path):
+    n = 6
+    with FakeOpenAI(lambda i, body: Reply(delay_s=0.15)) as server:
+        env = setup_workspace(tmp_path, server.base_url, n)
+        interrupted = run_and_kill_after(tmp_path, env, server, served=2, sig=signal.SIGINT)
+        assert interrupted.returncode == 130, interrupted.stderr.read().decode()
+        sent = server.count
+        cached = len(list((tmp_path / "cache").glob("??/*.json")))
+        assert cached == sent  # the request in flight at Ctrl-C was finished and cached too
+        rerun = subprocess.run(command(tmp_path), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+        assert rerun.returncode == 0, rerun.stderr
+        assert server.count == n
+
+
+def test_api_key_never_reaches_disk_and_failures_over_threshold_exit_1(tmp_path):
+    # Every other request fails for good with a 400 that echoes the key.
+    def script(i, body):
+        if i % 2:
+            return Reply(status=400, body={"error": {"message": f"rejected for key {SECRET}"}})
+        return Reply()
+
+    with FakeOpenAI(script) as server:
+        env = setup_workspace(tmp_path, server.base_url, 4, max_failure_fraction=0.25)
+        result = subprocess.run(command(tmp_path), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert "failed" in result.stderr and SECRET not in result.stderr + result.stdout
+    completions = read_jsonl(tmp_path / "out" / "completions.jsonl", Completion)
+    assert [c.status for c in completions] == ["ok", "error", "ok", "error"]
+    assert "HTTP 400" in completions[1].error
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert SECRET.encode() not in path.read_bytes(), path
+
+
+def test_failures_under_threshold_exit_0(tmp_path):
+    script = lambda i, body: Reply(status=400, body={"error": {"message": "no"}}) if i == 0 else Reply()
+    with FakeOpenAI(script) as server:
+        env = setup_workspace(tmp_path, server.base_url, 4, max_failure_fraction=0.5)
+        result = subprocess.run(command(tmp_path), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in (tmp_path / "out" / "completions.jsonl").read_text().splitlines()]
+    assert [row["status"] for row in rows] == ["error", "ok", "ok", "ok"]
+
+
+def test_recorded_backend_with_shots_is_refused_before_any_work(tmp_path):
+    env = setup_workspace(tmp_path, "http://127.0.0.1:9/v1", 2)
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    params["shots"] = 3
+    params["llm"]["backend"] = "recorded"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    result = subprocess.run(command(tmp_path), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert "only works with shots: 0" in result.stderr
