@@ -1,0 +1,307 @@
+"""Test harness: a Task + a solution -> a Program; and the driver that runs a Program's tests.
+
+A Program's source (`build_program`) is a module whose top level is untimed set-up: it runs the
+task's imports and the solution in the solution's own namespace, the task's imports and full tests
+in another (so a solution can't redefine `check` or the helpers the tests use), each with its own
+copy of the original builtins (so patching `builtins` can't change what the tests see), and
+defines `run_tests()`, which calls `check(candidate)` and raises on any wrong answer.
+
+The driver (`DRIVER_SOURCE`, written next to the program by the timing backends) is the first
+code the sandboxed process runs. It binds what it needs before the program is loaded, reads a
+per-run nonce from stdin (never in the source, argv or env), and writes one JSON record holding
+that nonce to the result pipe only after `run_tests()` returned. A run passes when that record is
+there, carries the nonce, says ok, and the process exited 0. So `sys.exit(0)` / `os._exit(0)`
+before the tests, a failed assert, a crash or a timeout can't pass; printing "ok" on stdout
+counts for nothing. A result whose class (defined by the solution) overrides `==` fails too.
+
+Limit (documented, not defended): a program that deliberately walks the interpreter's memory
+(gc, frames) to find the nonce in the driver could forge a record; the process sandbox still
+contains it.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass
+
+from perfrepro.execution import sandbox
+from perfrepro.execution.sandbox import Limits, SandboxResult
+from perfrepro.records import Program, Task
+
+PROGRAM_FILE = "program.py"
+DRIVER_FILE = "driver.py"
+
+# How the driver runs the tests: `timed` warms up, auto-ranges an inner loop to at least
+# min_sample_ms and times `samples` loops of that length (the fastest counts); `once` runs the tests once, untimed (the deterministic
+# backend counts instructions from outside); `setup` loads the program only (its baseline).
+MODES = ("timed", "once", "setup")
+
+_PROGRAM_TEMPLATE = '''\
+# perfrepro harness program for task {task_id!r}.
+# Top level = untimed set-up; run_tests() = the timed region, raises on a wrong answer.
+import builtins as _builtins_module
+
+_ORIGINAL_BUILTINS = dict(vars(_builtins_module))
+_IMPORTS = {imports!r}
+_SOLUTION = {solution!r}
+_TESTS = {tests!r}
+_ENTRY_POINT = {entry_point!r}
+
+
+def _namespace(name):
+    return {{"__name__": name, "__builtins__": dict(_ORIGINAL_BUILTINS)}}
+
+
+# tests first: the names they import are bound before any solution code runs
+_tests_ns = _namespace("__tests__")
+exec(compile(_IMPORTS + "\\n" + _TESTS, "<tests>", "exec"), _tests_ns)
+_solution_ns = _namespace("__solution__")
+exec(compile(_IMPORTS + "\\n" + _SOLUTION, "<solution>", "exec"), _solution_ns)
+_check = _tests_ns["check"]
+_make_candidate = eval(compile("lambda: " + _ENTRY_POINT, "<entry_point>", "eval"), _solution_ns)
+del _solution_ns, _tests_ns
+
+
+def _fair_result(result):
+    for kind in type(result).__mro__:
+        if kind.__module__ == "__solution__" and ("__eq__" in vars(kind) or "__ne__" in vars(kind)):
+            raise AssertionError("the result's class overrides == (a result must be plain data)")
+    return result
+
+
+def _guard(function):
+    def candidate(*args, **kwargs):
+        return _fair_result(function(*args, **kwargs))
+
+    return candidate
+
+
+def run_tests():
+    _check(_guard(_make_candidate()))
+'''
+
+
+def build_program(task: Task, solution: str, role: str, sample: int = 0) -> Program:
+    """The Program that runs `solution` against all of `task`'s tests (Python)."""
+    if not task.test_code.strip():
+        raise ValueError(f"task {task.id}: test_code is empty")
+    if not task.entry_point.strip():
+        raise ValueError(f"task {task.id}: entry_point is empty")
+    source = _PROGRAM_TEMPLATE.format(
+        task_id=task.id,
+        imports=task.imports,
+        solution=solution,
+        tests=task.test_code,
+        entry_point=task.entry_point,
+    )
+    return Program(task_id=task.id, role=role, source=source, sample=sample)
+
+
+def canonical_program(task: Task) -> Program:
+    return build_program(task, task.canonical_solution, role="canonical")
+
+
+DRIVER_SOURCE = r'''
+# perfrepro driver: runs program.py's run_tests() and reports to the result pipe.
+import gc as _gc
+import json as _json
+import os as _os
+import sys as _sys
+import time as _time
+
+_write, _exit, _close, _read, _open = _os.write, _os._exit, _os.close, _os.read, _os.open
+_dup2, _getenv, _perf, _cpu = _os.dup2, _os.environ.get, _time.perf_counter, _time.thread_time
+_dumps, _collect, _int, _float, _max = _json.dumps, _gc.collect, int, float, max
+_range, _Base, _Assertion, _Memory = range, BaseException, AssertionError, MemoryError
+_type, _str, _len, _ceil = type, str, len, __import__("math").ceil
+_isinstance, _open_file, _compile, _exec = isinstance, open, compile, exec
+_BUILTINS = dict(vars(__import__("builtins")))  # the program's own copy, fixed before it runs
+
+
+def _main():
+    fd = _int(_getenv("PERFREPRO_RESULT_FD"))
+    flushes = (_sys.stdout.flush, _sys.stderr.flush)
+    mode, min_sample_s, samples = _sys.argv[1], _float(_sys.argv[2]) / 1000.0, _int(_sys.argv[3])
+    nonce = b""
+    while not nonce.endswith(b"\n"):
+        chunk = _read(0, 256)
+        if not chunk:
+            break
+        nonce += chunk
+    nonce = nonce.strip().decode()
+    null = _open("/dev/null", _os.O_RDONLY)
+    _dup2(null, 0)
+    _close(null)
+
+    def report(status, **fields):
+        for flush in flushes:  # os._exit below skips the interpreter's own flush
+            try:
+                flush()
+            except _Base:
+                pass
+        fields.update(nonce=nonce, status=status)
+        data = (_dumps(fields) + "\n").encode()
+        _write(fd, data)
+        _close(fd)
+        _exit(0)
+
+    def failure(where, exc):
+        if _isinstance(exc, _Assertion):
+            status = "wrong_answer"
+        elif _isinstance(exc, _Memory):
+            status = "memory"
+        else:
+            status = "crash"
+        try:
+            message = "%s: %s: %s" % (where, _type(exc).__name__, _str(exc)[:300])
+        except _Base:
+            message = where
+        report(status, error=message)
+
+    namespace = {"__name__": "__program__", "__builtins__": _BUILTINS}
+    try:
+        with _open_file("program.py", encoding="utf-8") as handle:
+            code = _compile(handle.read(), "program.py", "exec")
+        _exec(code, namespace)
+        run_tests = namespace["run_tests"]
+    except _Base as exc:
+        failure("set-up", exc)
+    if mode == "setup":
+        report("ok", n=0)
+    try:
+        t0 = _perf()
+        run_tests()
+        t1 = _perf()
+    except _Base as exc:
+        failure("tests", exc)
+    first_s = t1 - t0
+    if mode == "once":  # no clock values in the record: its bytes (and cost) never vary
+        report("ok", n=1)
+    try:
+        n, elapsed = 1, first_s
+        while elapsed < min_sample_s:  # auto-range: these loops also warm up
+            n = _int(_max(n * 2, _ceil(n * 1.2 * min_sample_s / _max(elapsed, 1e-7))))
+            t0 = _perf()
+            for _ in _range(n):
+                run_tests()
+            elapsed = _perf() - t0
+        windows, cpu = [], []
+        for _ in _range(samples):
+            _collect()
+            c0 = _cpu()
+            t0 = _perf()
+            for _ in _range(n):
+                run_tests()
+            t1 = _perf()
+            cpu.append(_cpu() - c0)
+            windows.append([t0, t1])
+    except _Base as exc:
+        failure("tests (repeat)", exc)
+    report("ok", n=n, windows=windows, cpu=cpu, first_s=first_s)
+
+
+_main()
+'''
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """The driver's verdict on one run, checked against the sandbox's account of it."""
+
+    status: str  # ok | wrong_answer | timeout | memory | crash
+    error: str | None
+    n: int = 0  # run_tests() calls in the timed sample
+    t0: float | None = None  # perf_counter at the start / end of the fastest timed loop (s)
+    t1: float | None = None
+    first_s: float | None = None  # the first (cold) run_tests() call, seconds
+    windows: tuple[tuple[float, float], ...] = ()  # every timed loop (perf_counter s)
+    cpu_s: tuple[float, ...] = ()  # CPU time (thread_time) of each timed loop, s
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def seconds_per_run(self) -> float | None:
+        if self.t0 is None or self.t1 is None or self.n <= 0:
+            return None
+        return (self.t1 - self.t0) / self.n
+
+
+def new_nonce() -> str:
+    return secrets.token_hex(16)
+
+
+def driver_files(program: Program) -> dict[str, str]:
+    if program.language != "python":
+        raise ValueError(f"{program.task_id}: the Python harness can't run a {program.language} program")
+    return {PROGRAM_FILE: program.source, DRIVER_FILE: DRIVER_SOURCE}
+
+
+def driver_args(mode: str, min_sample_ms: float = 0.0, samples: int = 1) -> list[str]:
+    """argv after the interpreter: `samples` timed loops per process (the fastest one counts)."""
+    if mode not in MODES:
+        raise ValueError(f"driver mode: expected one of {MODES}, got {mode!r}")
+    return ["-P", DRIVER_FILE, mode, repr(float(min_sample_ms)), str(int(samples))]
+
+
+def read_record(result: SandboxResult, nonce: str) -> RunRecord:
+    """Combine the sandbox result with the driver's record: only a nonce-bearing ok passes."""
+    if result.status != "ok":  # timeout, memory, crash (output cap, signal, exit code)
+        return RunRecord(result.status, _with_tail(result.error, result))
+    records = []
+    for line in result.channel.decode("utf-8", errors="replace").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict) and row.get("nonce") == nonce:
+            records.append(row)
+    if len(records) != 1:
+        return RunRecord("crash", _with_tail(
+            "the program exited before the harness reported a result (sys.exit / os._exit?)"
+            if not records else "more than one result record", result))
+    row = records[0]
+    status = row.get("status")
+    if status not in ("ok", "wrong_answer", "memory", "crash"):
+        return RunRecord("crash", f"unknown harness status {status!r}")
+    if status != "ok":
+        return RunRecord(status, row.get("error"))
+    try:
+        windows = tuple((float(a), float(b)) for a, b in row.get("windows") or ())
+        cpu = tuple(float(c) for c in row.get("cpu") or ())
+        t0, t1 = min(windows, key=lambda w: w[1] - w[0]) if windows else (None, None)
+        return RunRecord("ok", None, n=int(row.get("n", 0)), t0=t0, t1=t1,
+                         first_s=_float_or_none(row.get("first_s")), windows=windows, cpu_s=cpu)
+    except (TypeError, ValueError):
+        return RunRecord("crash", "malformed harness record")
+
+
+def _float_or_none(value) -> float | None:
+    return None if value is None else float(value)
+
+
+def _with_tail(error: str | None, result: SandboxResult) -> str:
+    tail = result.stderr_tail.strip().splitlines()[-3:]
+    return (error or "failed") + (" | " + " / ".join(tail) if tail else "")
+
+
+def run_program(
+    program: Program,
+    mode: str = "once",
+    limits: Limits | None = None,
+    min_sample_ms: float = 0.0,
+    samples: int = 1,
+) -> tuple[RunRecord, SandboxResult]:
+    """Run a Program's tests in the sandbox (untimed by default): the verdict and the raw result."""
+    nonce = new_nonce()
+    result = sandbox.run(
+        [*sandbox.python_argv(), *driver_args(mode, min_sample_ms, samples)],
+        stdin=(nonce + "\n").encode(),
+        limits=limits or Limits(),
+        env=sandbox.python_env(),
+        files=driver_files(program),
+        channel=True,
+    )
+    return read_record(result, nonce), result

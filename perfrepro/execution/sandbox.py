@@ -1,0 +1,592 @@
+"""Run an untrusted program and always come back with a typed result.
+
+Each run gets: its own session and process group, a fresh working directory, rlimits (CPU seconds,
+address space, processes, file size, open files), a wall timeout that kills the whole group, an
+environment built from scratch (the equivalent of ``env -i``: an allowlist plus a fixed
+``PYTHONHASHSEED``; no API keys, tokens or secrets), capped stdout/stderr, and, where the OS
+allows it, these namespaces and privileges (detected once per process, logged once):
+
+- ``full`` (root): ``unshare --net --pid --mount`` (no network, no signals outside its own PID
+  namespace, the run's working dir bind-mounted on /tmp so the cwd is always ``/tmp``, the other
+  world-writable directories re-mounted read-only), then ``setpriv`` to an unprivileged uid (``nobody``), so the program can't
+  write outside its working dir and RLIMIT_NPROC applies (root ignores RLIMIT_NPROC); plus a
+  memory + pids cgroup for the whole tree when the cgroup files are writable.
+- ``userns`` (not root, user namespaces allowed): the same namespaces inside a user namespace.
+- ``uid`` (root, no unshare): only the privilege drop; the network is NOT isolated.
+- ``none``: rlimits, timeout and env only; the network is NOT isolated and a program running as
+  the pipeline's user can touch that user's files. Use it only for trusted code.
+
+The program's status here is one of ok | timeout | memory | crash; callers that know what a
+correct answer is (the test harness) refine "ok" into ok | wrong_answer.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import os
+import pwd
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+log = logging.getLogger(__name__)
+
+STATUSES = ("ok", "wrong_answer", "timeout", "memory", "crash", "no_code")
+
+FIXED_HASH_SEED = "0"
+_SANDBOX_USER = "nobody"
+# Directories any user may write to: read-only for the program under namespaces, except /tmp,
+# on which the run's working dir is mounted (so the cwd is always /tmp: same paths every run).
+_WORLD_WRITABLE = ("/var/tmp", "/dev/shm", "/run/lock")
+FIXED_CWD = "/tmp"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits of one run. Sizes in MB unless named bytes."""
+
+    timeout_s: float = 20.0  # wall clock; the whole process group is killed after it
+    cpu_s: int | None = None  # RLIMIT_CPU; None = ceil(timeout_s) + 1
+    memory_mb: int = 2048  # RLIMIT_AS per process, and the memory cgroup of the whole tree
+    processes: int = 32  # RLIMIT_NPROC (per uid) and the pids cgroup
+    file_mb: int = 64  # RLIMIT_FSIZE: the largest file the program may write
+    open_files: int = 128  # RLIMIT_NOFILE
+    output_bytes: int = 4 << 20  # stdout and stderr each; more kills the run (status crash)
+    tail_bytes: int = 8192  # how much of the end of stdout/stderr the result keeps
+
+
+@dataclass(frozen=True)
+class SandboxResult:
+    """What happened to one run. `wall_s` is the wall time of the whole run in seconds."""
+
+    status: str  # ok | timeout | memory | crash (see STATUSES; the harness adds wrong_answer)
+    exit_code: int | None
+    signal: int | None
+    stdout_tail: str
+    stderr_tail: str
+    wall_s: float
+    error: str | None = None
+    channel: bytes = b""  # what the program wrote to its result pipe ($PERFREPRO_RESULT_FD)
+    files: Mapping[str, bytes] = field(default_factory=dict)  # `collect`ed files, read back
+    stdout_bytes: int = 0
+    stderr_bytes: int = 0
+    isolation: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+# ---------------------------------------------------------------------------------------------
+# isolation detection (once per process)
+
+
+@dataclass(frozen=True)
+class Isolation:
+    name: str  # full | userns | uid | none
+    prefix: tuple[str, ...]  # argv put before the program's argv
+    uid: int | None  # uid the program runs as, None = ours
+    gid: int | None
+    network_isolated: bool
+    note: str
+
+
+_MOUNT_SCRIPT = r"""
+set -e
+for d in "$@"; do
+  [ "$d" = "--" ] && break
+  [ -d "$d" ] || continue
+  mount --bind "$d" "$d"
+  mount -o remount,bind,ro "$d"
+done
+mount --bind "$PWD" /tmp
+cd /tmp
+while [ "$1" != "--" ]; do shift; done
+shift
+exec "$@"
+"""
+
+
+def _mount_prefix() -> tuple[str, ...]:
+    return ("/bin/sh", "-c", _MOUNT_SCRIPT, "sandbox-mounts", *_WORLD_WRITABLE, "--")
+
+
+def _probe(prefix: Sequence[str]) -> bool:
+    workdir = tempfile.mkdtemp(prefix="perfrepro-probe-")
+    try:
+        os.chmod(workdir, 0o777)
+        done = subprocess.run(
+            [*prefix, "/bin/sh", "-c", "touch ok && ! touch /var/tmp/.perfrepro-probe-$$ 2>/dev/null"],
+            cwd=workdir, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, timeout=10, env={"PATH": "/usr/bin:/bin"},
+        )
+        return done.returncode == 0 and Path(workdir, "ok").exists()
+    except (OSError, subprocess.SubprocessError):
+        return False
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@functools.cache
+def isolation() -> Isolation:
+    """Detect the strongest isolation this machine allows (cached; logged once)."""
+    unshare, setpriv = shutil.which("unshare"), shutil.which("setpriv")
+    namespaces = ("--net", "--pid", "--fork", "--kill-child", "--mount", "--propagation", "private")
+    if os.geteuid() == 0:
+        user = pwd.getpwnam(_SANDBOX_USER)
+        drop = (setpriv, f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups",
+                "--inh-caps=-all", "--bounding-set=-all", "--") if setpriv else None
+        if unshare and drop and _probe((unshare, *namespaces, *_mount_prefix(), *drop)):
+            chosen = Isolation("full", (unshare, *namespaces, *_mount_prefix(), *drop),
+                               user.pw_uid, user.pw_gid, True,
+                               "network, PID and mount namespaces; runs as nobody")
+        elif drop and _probe(drop):
+            chosen = Isolation("uid", drop, user.pw_uid, user.pw_gid, False,
+                               "unshare not permitted: runs as nobody, network NOT isolated")
+        else:
+            chosen = Isolation("none", (), None, None, False,
+                               "no unshare/setpriv: runs as root, network NOT isolated")
+    else:
+        userns = (unshare, "--user", "--map-root-user", *namespaces) if unshare else None
+        if userns and _probe((*userns, *_mount_prefix())):
+            chosen = Isolation("userns", (*userns, *_mount_prefix()), None, None, True,
+                               "user, network, PID and mount namespaces")
+        else:
+            chosen = Isolation("none", (), None, None, False,
+                               "user namespaces not permitted: network NOT isolated")
+    (log.info if chosen.name in ("full", "userns") else log.warning)(
+        "sandbox isolation: %s (%s)", chosen.name, chosen.note)
+    return chosen
+
+
+# ---------------------------------------------------------------------------------------------
+# cgroups: one memory + pids group per run when this process may create them
+
+
+class _Cgroup:
+    """A per-run cgroup (v1 memory/pids or v2 unified); silently absent when not writable."""
+
+    def __init__(self, memory_mb: int, processes: int):
+        self.dirs: list[Path] = []
+        name = f"perfrepro-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        for controller, base in _cgroup_bases().items():
+            path = base / name
+            try:
+                path.mkdir()
+            except OSError:
+                continue
+            self.dirs.append(path)
+            try:
+                if controller == "memory":
+                    (path / "memory.limit_in_bytes").write_text(str(memory_mb << 20))
+                elif controller == "pids":
+                    (path / "pids.max").write_text(str(processes))
+                else:  # v2
+                    (path / "memory.max").write_text(str(memory_mb << 20))
+                    (path / "pids.max").write_text(str(processes))
+            except OSError:
+                pass  # the group still lets us find and kill every process of the run
+
+    def join_paths(self) -> list[str]:
+        return [str(d / "cgroup.procs") for d in self.dirs]
+
+    def oom_killed(self) -> bool:
+        for d in self.dirs:
+            for name in ("memory.oom_control", "memory.events"):
+                try:
+                    for line in (d / name).read_text().splitlines():
+                        key, _, value = line.partition(" ")
+                        if key == "oom_kill" and int(value) > 0:
+                            return True
+                except OSError:
+                    continue
+        return False
+
+    def kill_all(self) -> None:
+        for _ in range(50):
+            pids = set()
+            for d in self.dirs:
+                try:
+                    pids.update(int(p) for p in (d / "cgroup.procs").read_text().split())
+                except OSError:
+                    continue
+            if not pids:
+                return
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            time.sleep(0.01)
+
+    def remove(self) -> None:
+        self.kill_all()
+        for d in self.dirs:
+            for _ in range(100):
+                try:
+                    d.rmdir()
+                    break
+                except OSError:
+                    time.sleep(0.01)
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except (OSError, ValueError):
+        return []
+
+
+@functools.cache
+def _cgroup_bases() -> dict[str, Path]:
+    bases: dict[str, Path] = {}
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return bases
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        for controller in controllers.split(","):
+            if controller in ("memory", "pids"):
+                base = Path("/sys/fs/cgroup") / controller / path.lstrip("/")
+                if base.is_dir():
+                    bases[controller] = base
+        if controllers == "" and not bases:
+            base = Path("/sys/fs/cgroup") / path.lstrip("/")
+            if (base / "cgroup.controllers").exists():
+                bases["unified"] = base
+    return bases
+
+
+# ---------------------------------------------------------------------------------------------
+# environment
+
+
+def base_env(extra: Mapping[str, str] | None = None, home: str = "/tmp") -> dict[str, str]:
+    """The whole environment of a sandboxed program: an allowlist, never the caller's env."""
+    env = {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+        "HOME": home,
+        "TMPDIR": home,
+        "PYTHONHASHSEED": FIXED_HASH_SEED,
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONIOENCODING": "utf-8",
+    }
+    for key, value in (extra or {}).items():
+        upper = key.upper()
+        if any(word in upper for word in ("KEY", "TOKEN", "SECRET", "PASSWORD", "CREDENTIAL")):
+            raise ValueError(f"sandbox env: refusing to pass {key!r} to untrusted code")
+        env[key] = value
+    return env
+
+
+# ---------------------------------------------------------------------------------------------
+# the run
+
+
+class _CappedReader(threading.Thread):
+    """Drain a pipe, keeping the byte count and the last `tail` bytes; call `on_overflow` once."""
+
+    def __init__(self, fd: int, cap: int, tail: int, on_overflow: Callable[[], None] | None,
+                 keep_all: bool = False):
+        super().__init__(daemon=True)
+        self.fd, self.cap, self.tail, self.on_overflow, self.keep_all = fd, cap, tail, on_overflow, keep_all
+        self.data = bytearray()
+        self.total = 0
+        self.overflowed = False
+
+    def run(self) -> None:
+        try:
+            while True:
+                chunk = os.read(self.fd, 65536)
+                if not chunk:
+                    break
+                self.total += len(chunk)
+                if self.keep_all:
+                    if self.total <= self.cap:
+                        self.data += chunk
+                else:
+                    self.data += chunk
+                    if len(self.data) > 2 * self.tail:
+                        del self.data[: len(self.data) - self.tail]
+                if self.total > self.cap and not self.overflowed:
+                    self.overflowed = True
+                    if self.on_overflow:
+                        self.on_overflow()
+        except OSError:
+            pass
+        finally:
+            os.close(self.fd)
+
+    def text(self) -> str:
+        return bytes(self.data[-self.tail:]).decode("utf-8", errors="replace")
+
+
+def _preexec(limits: Limits, cpu_s: int, cgroup_procs: list[str]) -> Callable[[], None]:
+    def setup() -> None:  # runs in the child between fork and exec: no allocation-heavy work
+        for procs in cgroup_procs:
+            try:
+                with open(procs, "w") as handle:
+                    handle.write(str(os.getpid()))
+            except OSError:
+                pass
+        memory = limits.memory_mb << 20
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s + 1))
+        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+        resource.setrlimit(resource.RLIMIT_NPROC, (limits.processes, limits.processes))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_mb << 20, limits.file_mb << 20))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limits.open_files, limits.open_files))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+    return setup
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    stdin: bytes = b"",
+    limits: Limits = Limits(),
+    env: Mapping[str, str] | None = None,
+    files: Mapping[str, str | bytes] | None = None,
+    collect: Sequence[str] = (),
+    channel: bool = False,
+    monitor: Callable[[int, threading.Event], None] | None = None,
+) -> SandboxResult:
+    """Run `argv` in a fresh temp working dir under the limits, and return what happened.
+
+    `files` are written into the working dir first (name -> content); `collect` names files the
+    program (or a tool such as valgrind) leaves there, read back into `result.files` (capped at
+    64 MB each). With `channel`, the program gets a pipe whose write end is the fd number in
+    ``$PERFREPRO_RESULT_FD``; what it writes comes back as `result.channel` (1 MB cap).
+    `monitor(pid, stopped)` runs in a thread from the spawn on (pid = the spawned process, which
+    may be a wrapper of the program: see `isolation()`), and should return once `stopped` is set.
+    Never raises for anything the program does; raises OSError only if the run cannot start.
+    """
+    iso = isolation()
+    cpu_s = limits.cpu_s if limits.cpu_s is not None else math.ceil(limits.timeout_s) + 1
+    root = Path(tempfile.mkdtemp(prefix="perfrepro-sbx-"))
+    os.chmod(root, 0o711)
+    workdir = root / "work"
+    workdir.mkdir()
+    for name, content in (files or {}).items():
+        target = workdir / name
+        if isinstance(content, str):
+            target.write_text(content, encoding="utf-8")
+        else:
+            target.write_bytes(content)
+    if iso.uid is not None:
+        for path in (workdir, *workdir.iterdir()):
+            os.chown(path, iso.uid, iso.gid)
+    os.chmod(workdir, 0o700)
+
+    full_env = base_env(env, home=FIXED_CWD if iso.name in ("full", "userns") else str(workdir))
+    channel_r = channel_w = None
+    pass_fds: tuple[int, ...] = ()
+    if channel:
+        channel_r, channel_w = os.pipe()
+        full_env["PERFREPRO_RESULT_FD"] = str(channel_w)
+        pass_fds = (channel_w,)
+    cgroup = _Cgroup(limits.memory_mb + 256, limits.processes + 8)
+    killed_for: list[str] = []
+    proc: subprocess.Popen | None = None
+
+    def kill_group(reason: str) -> None:
+        if not killed_for:
+            killed_for.append(reason)
+        if proc is None:
+            return
+        if "--fork" in iso.prefix:
+            # kill the PID namespace's init (the whole namespace dies with it) and let the
+            # wrapper reap it: killing the wrapper first would leave the program a zombie
+            for child in _children(proc.pid):
+                try:
+                    os.kill(child, signal.SIGKILL)
+                except OSError:
+                    pass
+            try:
+                proc.wait(timeout=2)
+                return
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+    started = time.perf_counter()
+    try:
+        proc = subprocess.Popen(
+            [*iso.prefix, *argv],
+            cwd=workdir,
+            env=full_env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            pass_fds=pass_fds,
+            start_new_session=True,
+            preexec_fn=_preexec(limits, cpu_s, cgroup.join_paths()),
+        )
+    except BaseException:
+        for fd in (channel_r, channel_w):
+            if fd is not None:
+                os.close(fd)
+        cgroup.remove()
+        shutil.rmtree(root, ignore_errors=True)
+        raise
+    if channel_w is not None:
+        os.close(channel_w)
+    readers = [
+        _CappedReader(os.dup(proc.stdout.fileno()), limits.output_bytes, limits.tail_bytes,
+                      lambda: kill_group("stdout exceeded the output cap")),
+        _CappedReader(os.dup(proc.stderr.fileno()), limits.output_bytes, limits.tail_bytes,
+                      lambda: kill_group("stderr exceeded the output cap")),
+    ]
+    proc.stdout.close()
+    proc.stderr.close()
+    if channel_r is not None:
+        readers.append(_CappedReader(channel_r, 1 << 20, 1 << 20, None, keep_all=True))
+    for reader in readers:
+        reader.start()
+    stopped = threading.Event()
+    monitor_thread = None
+    if monitor is not None:
+        monitor_thread = threading.Thread(target=monitor, args=(proc.pid, stopped), daemon=True)
+        monitor_thread.start()
+    try:
+        if stdin:
+            proc.stdin.write(stdin)
+        proc.stdin.close()
+    except OSError:
+        pass  # the program exited or closed stdin early; its status tells the rest
+
+    try:
+        proc.wait(timeout=limits.timeout_s)
+    except subprocess.TimeoutExpired:
+        kill_group("timeout")
+        proc.wait()
+    wall_s = time.perf_counter() - started
+    stopped.set()
+    try:  # leftovers (daemonized children without namespaces) never outlive the run
+        os.killpg(proc.pid, signal.SIGKILL)
+    except OSError:
+        pass
+    oom = cgroup.oom_killed()
+    cgroup.remove()
+    for reader in readers:
+        reader.join(timeout=5)
+    if monitor_thread is not None:
+        monitor_thread.join(timeout=5)
+
+    collected: dict[str, bytes] = {}
+    for name in collect:
+        path = workdir / name
+        try:
+            if path.is_file() and not path.is_symlink() and path.stat().st_size <= 64 << 20:
+                collected[name] = path.read_bytes()
+        except OSError:
+            pass
+    shutil.rmtree(root, ignore_errors=True)
+
+    code = proc.returncode
+    # `unshare --kill-child` and `sh` report a signal death of the program as 128 + signal
+    sig = -code if code is not None and code < 0 else (code - 128 if code and 128 < code < 160 and iso.prefix else None)
+    stderr_text = readers[1].text()
+    status, error = "ok", None
+    if killed_for and killed_for[0] == "timeout":
+        status, error = "timeout", f"killed after the {limits.timeout_s:g} s wall timeout"
+    elif killed_for:
+        status, error = "crash", killed_for[0]
+    elif sig == signal.SIGXCPU:
+        status, error = "timeout", f"CPU time limit of {cpu_s} s exceeded"
+    elif oom or "MemoryError" in stderr_text[-2000:]:
+        status, error = "memory", f"memory limit of {limits.memory_mb} MB exceeded"
+    elif sig == signal.SIGXFSZ:
+        status, error = "crash", f"file size limit of {limits.file_mb} MB exceeded"
+    elif code != 0:
+        status = "crash"
+        error = f"killed by signal {sig}" if sig else f"exit code {code}"
+    return SandboxResult(
+        status=status,
+        exit_code=code,
+        signal=sig,
+        stdout_tail=readers[0].text(),
+        stderr_tail=stderr_text,
+        wall_s=wall_s,
+        error=error,
+        channel=bytes(readers[2].data) if channel_r is not None else b"",
+        files=collected,
+        stdout_bytes=readers[0].total,
+        stderr_bytes=readers[1].total,
+        isolation=iso.name,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# the interpreter programs run under
+
+
+@functools.cache
+def sandbox_python() -> str:
+    """The real (not shim, not venv-symlink) Python binary the sandbox user can execute.
+
+    Prefers the interpreter running the pipeline (realpath of sys.executable). When the sandbox
+    user can't reach it (a pyenv build under /root, say), takes a system python of the same
+    major.minor, and logs the choice.
+    """
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    candidates = [os.path.realpath(sys.executable)]
+    for directory in ("/usr/local/bin", "/usr/bin", "/bin"):
+        path = Path(directory, f"python{version}")
+        if path.exists():
+            candidates.append(os.path.realpath(path))
+    seen: list[str] = []
+    for candidate in candidates:
+        if candidate in seen:
+            continue
+        seen.append(candidate)
+        # the same binary must see the same installation as the sandbox user as it does as us
+        # (a binary whose libpython/stdlib are unreadable may start with the system's instead)
+        probe = "import sys; print(sys.version, sys.prefix, sys.version_info[:2])"
+        try:
+            native = subprocess.run([candidate, "-s", "-c", probe], capture_output=True, text=True,
+                                    timeout=20, env={"PATH": "/usr/bin:/bin"}).stdout
+        except (OSError, subprocess.SubprocessError):
+            continue
+        result = run([candidate, "-s", "-c", probe], limits=Limits(timeout_s=20))
+        if result.ok and result.stdout_tail == native and f"({version.replace('.', ', ')})" in native:
+            if candidate != candidates[0]:
+                log.info("sandbox python: %s (the sandbox user can't run %s)", candidate, candidates[0])
+            return candidate
+    raise RuntimeError(
+        f"no Python {version} the sandbox user can run (tried {', '.join(seen)}); "
+        "install one under /usr/bin or make the interpreter readable by 'nobody'"
+    )
+
+
+def python_env() -> dict[str, str]:
+    """Env for sandboxed Python: the pipeline's pure-Python packages (e.g. sortedcontainers)."""
+    import sysconfig
+
+    purelib = sysconfig.get_paths()["purelib"]
+    return {"PYTHONPATH": purelib} if os.path.isdir(purelib) else {}
+
+
+def python_argv(interpreter: str | None = None) -> list[str]:
+    """argv prefix to run a Python file in the sandbox: no site import, no bytecode writes.
+
+    (-S: packages come from PYTHONPATH, see `python_env`; it also keeps start-up small.)
+    """
+    return [interpreter or sandbox_python(), "-S", "-B"]

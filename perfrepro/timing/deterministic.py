@@ -1,0 +1,157 @@
+"""Deterministic backend: valgrind instruction counts and heap profile, repeatable to the unit.
+
+Per program, four sandboxed runs of the same driver under the same fixed environment (the
+sandbox builds the env from nothing, i.e. `env -i`, plus PYTHONHASHSEED=0 and PYTHONMALLOC=malloc
+so massif sees every allocation; cwd is always /tmp under namespace isolation; the real
+interpreter binary, never a shim):
+- callgrind, tests run once  -> I_full instructions (and the pass/fail verdict);
+- callgrind, set-up only     -> I_base;
+- massif --time-unit=i, tests run once -> heap peak, heap-time integral H_full;
+- massif --time-unit=i, set-up only    -> H_base.
+ET = I_full - I_base (instructions), MU = H_full - H_base (MB x instructions), TMU = the heap
+peak of the full run (MB, heap incl. allocator overhead; no interpreter text/stack as RSS has).
+The driver ends both runs with os._exit right after reporting, so no interpreter teardown enters
+either count: I_full - I_base is the tests' own instructions. MU is coarser: massif keeps at most
+1,000 snapshots of the whole run, so H_full - H_base carries an error of about (heap size x
+snapshot spacing); it is exactly repeatable, but for tests much shorter than the snapshot spacing
+(~run length / 1000) it is noise around 0 and may even be negative. Known limit, see README.
+The same program gives the same numbers run after run, so one repeat is enough (timing.repeats is
+not used here).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from typing import Sequence
+
+from perfrepro.config import TimingConfig
+from perfrepro.execution import harness, sandbox
+from perfrepro.records import Measurement, Program
+from perfrepro.timing.base import RunCallback, failed
+
+log = logging.getLogger(__name__)
+
+MB = float(1 << 20)
+TIME_UNIT = "instructions"
+VALGRIND_OVERHEAD_MB = 4096  # valgrind's own address-space needs on top of the program's limit
+SLOWDOWN = 100.0  # timeout_s is for native runs; under valgrind the run may take this much longer
+
+
+def callgrind_instructions(text: str) -> int:
+    """Total instructions (Ir) from a callgrind output file."""
+    for line in text.splitlines():
+        if line.startswith(("summary:", "totals:")):
+            return int(line.split(":", 1)[1].split()[0])
+    raise ValueError("callgrind output has no summary/totals line")
+
+
+def massif_profile(text: str) -> tuple[float, float]:
+    """(peak heap MB, heap-time integral MB x time unit) from a massif output file (trapezoid)."""
+    points: list[tuple[int, int]] = []
+    time_value = heap = extra = None
+    for line in text.splitlines():
+        if line.startswith("snapshot="):
+            time_value = heap = extra = None
+        elif line.startswith("time="):
+            time_value = int(line[5:])
+        elif line.startswith("mem_heap_B="):
+            heap = int(line[11:])
+        elif line.startswith("mem_heap_extra_B="):
+            extra = int(line[17:])
+            if time_value is not None and heap is not None:
+                points.append((time_value, heap + extra))
+    if not points:
+        raise ValueError("massif output has no snapshots")
+    points.sort()
+    integral = sum((tb - ta) * (ha + hb) / 2.0 for (ta, ha), (tb, hb) in zip(points, points[1:]))
+    return max(h for _, h in points) / MB, integral / MB
+
+
+class DeterministicBackend:
+    name = "deterministic"
+
+    def __init__(self, config: TimingConfig, on_run: RunCallback | None = None):
+        self.valgrind = shutil.which("valgrind")
+        if self.valgrind is None:
+            raise RuntimeError(
+                "timing.backend: deterministic needs valgrind (apt-get install valgrind); use wall here"
+            )
+        self.config = config
+        self.on_run = on_run
+        self.limits = sandbox.Limits(
+            timeout_s=config.timeout_s * SLOWDOWN,
+            memory_mb=config.memory_limit_mb + VALGRIND_OVERHEAD_MB,
+        )
+
+    def _run(self, program: Program, tool: str, mode: str) -> tuple[harness.RunRecord, str]:
+        out_file = f"{tool}.out"
+        tool_args = {
+            "callgrind": ["--tool=callgrind", f"--callgrind-out-file={out_file}"],
+            "massif": ["--tool=massif", "--time-unit=i", "--max-snapshots=1000", "--detailed-freq=1000000",
+                       f"--massif-out-file={out_file}"],
+        }[tool]
+        nonce = harness.new_nonce()
+        result = sandbox.run(
+            [self.valgrind, "--vgdb=no", "--quiet", *tool_args,
+             *sandbox.python_argv(), *harness.driver_args(mode)],
+            stdin=(nonce + "\n").encode(),
+            limits=self.limits,
+            env={**sandbox.python_env(), "PYTHONMALLOC": "malloc"},
+            files=harness.driver_files(program),
+            collect=[out_file],
+            channel=True,
+        )
+        record = harness.read_record(result, nonce)
+        text = result.files.get(out_file, b"").decode("utf-8", errors="replace")
+        if record.passed and not text:
+            record = harness.RunRecord("crash", f"valgrind wrote no {out_file}")
+        return record, text
+
+    def measure_one(self, program: Program) -> Measurement:
+        raw: dict = {}
+
+        def give_up(record: harness.RunRecord, step: str) -> Measurement:
+            raw.update(status=record.status, error=record.error, failed_step=step)
+            if self.on_run:
+                self.on_run(program, 0, raw)
+            return failed(program, self.name, record.status, TIME_UNIT, record.error)
+
+        record, text = self._run(program, "callgrind", "once")
+        if not record.passed:
+            return give_up(record, "callgrind")
+        steps = {"callgrind": text}
+        for tool, mode, key in (("callgrind", "setup", "callgrind_base"),
+                                ("massif", "once", "massif"), ("massif", "setup", "massif_base")):
+            record, text = self._run(program, tool, mode)
+            if not record.passed:  # the set-up alone failing, or an out-of-memory under massif
+                return give_up(record, key)
+            steps[key] = text
+        try:
+            full, base = callgrind_instructions(steps["callgrind"]), callgrind_instructions(steps["callgrind_base"])
+            peak_mb, heap_full = massif_profile(steps["massif"])
+            _, heap_base = massif_profile(steps["massif_base"])
+        except ValueError as exc:
+            return give_up(harness.RunRecord("crash", f"valgrind output: {exc}"), "parse")
+        instructions = float(full - base)
+        memory_usage = heap_full - heap_base
+        raw.update(status="ok", instructions_full=full, instructions_base=base,
+                   execution_time=instructions, peak_memory_mb=peak_mb,
+                   heap_time_full=heap_full, heap_time_base=heap_base, memory_usage=memory_usage)
+        if self.on_run:
+            self.on_run(program, 0, raw)
+        return Measurement(
+            task_id=program.task_id,
+            role=program.role,
+            backend=self.name,
+            status="ok",
+            execution_time=instructions,
+            time_unit=TIME_UNIT,
+            peak_memory_mb=peak_mb,
+            memory_usage=memory_usage,
+            sample=program.sample,
+            samples=(instructions,),
+        )
+
+    def measure(self, programs: Sequence[Program]) -> list[Measurement]:
+        return [self.measure_one(program) for program in programs]
