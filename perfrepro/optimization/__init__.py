@@ -1,0 +1,1 @@
+"""Optimization track (PIE-style) on ENAMEL tasks: input generation, timed programs, prompts."""

@@ -1,0 +1,115 @@
+"""The optimize step as library calls: tasks + retrieved PIE examples -> Completion records.
+
+Each task's slow program (the HumanEval canonical solution) retrieves `shots` PIE slow -> fast
+pairs by the similarity of its embedding to the pairs' slow sides, goes into a PIE-shaped prompt
+(`pie.prompt_style`) and is sent `samples` times; sample s uses decoding seed ``llm.seed + s`` so
+Best@k sees different programs when the temperature is above 0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Callable, Mapping, Sequence
+
+from perfrepro.config import LLMConfig
+from perfrepro.generation.client import ChatBackend, ChatRequest, ChatResult
+from perfrepro.generation.extract import extract_code
+from perfrepro.optimization.prompts import optimization_messages
+from perfrepro.records import Completion, CorpusPair, OptTask
+
+log = logging.getLogger(__name__)
+
+
+def retrieve_pie_examples(
+    tasks: Sequence[OptTask],
+    pairs: Sequence[CorpusPair],
+    shots: int,
+    pairs_file: str,
+    cache_dir: str,
+    batch_size: int = 64,
+    max_seq_length: int | None = 256,
+) -> dict[str, list[CorpusPair]]:
+    """task id -> its `shots` nearest PIE pairs (by slow program), least similar first."""
+    if shots <= 0 or not tasks:
+        return {task.id: [] for task in tasks}
+    from perfrepro.embeddings.encoder import MODEL_NAME, encode_texts, load_encoder
+    from perfrepro.optimization.fewshot import nearest_examples, pie_slow_embeddings
+
+    encoder = load_encoder(max_seq_length=max_seq_length)
+    bank = pie_slow_embeddings(pairs, pairs_file, cache_dir, encoder, MODEL_NAME, batch_size)
+    queries = encode_texts(encoder, [task.slow_program for task in tasks], batch_size=batch_size, show_progress=False)
+    chosen = nearest_examples(queries, bank, shots)
+    return {task.id: [pairs[i] for i in rows] for task, rows in zip(tasks, chosen)}
+
+
+def build_requests(
+    tasks: Sequence[OptTask],
+    examples: Mapping[str, Sequence[CorpusPair]],
+    style: str,
+    conditioned_template: str | None = None,
+) -> list[ChatRequest]:
+    return [
+        ChatRequest(
+            id=task.id,
+            messages=optimization_messages(
+                task.slow_program,
+                task.entry_point,
+                [(p.slow_solution or "", p.solution) for p in examples.get(task.id, ())],
+                style,
+                conditioned_template,
+            ),
+        )
+        for task in tasks
+    ]
+
+
+def to_completion(task: OptTask, result: ChatResult, model: str, retrieved_ids: Sequence[str], sample: int) -> Completion:
+    """status "ok" with the extracted program, "no_code" when no block defines the entry point,
+    "error" when the request failed for good."""
+    if not result.ok:
+        status, code = "error", None
+    else:
+        code = extract_code(result.text, task.entry_point)
+        status = "ok" if code is not None else "no_code"
+    return Completion(
+        task_id=task.id,
+        sample=sample,
+        model=model,
+        status=status,
+        code=code,
+        response=result.text,
+        retrieved_ids=tuple(retrieved_ids),
+        error=result.error,
+        prompt_tokens=result.prompt_tokens,
+        completion_tokens=result.completion_tokens,
+        prompt_hash=result.prompt_hash,
+        latency_s=result.latency_s,
+    )
+
+
+def optimize_tasks(
+    tasks: Sequence[OptTask],
+    examples: Mapping[str, Sequence[CorpusPair]],
+    llm: LLMConfig,
+    open_backend: Callable[[LLMConfig], object],
+    samples: int = 1,
+    style: str = "plain",
+    conditioned_template: str | None = None,
+    on_backend: Callable[[ChatBackend], None] | None = None,
+) -> list[Completion]:
+    """Completions for every (task, sample), sample-major; `open_backend(llm)` is a context
+    manager yielding a ChatBackend (perfrepro.generation.backends.open_backend)."""
+    if samples > 1 and llm.temperature == 0.0:
+        log.warning("pie.samples is %d but llm.temperature is 0: the samples will be the same program", samples)
+    requests = build_requests(tasks, examples, style, conditioned_template)
+    completions: list[Completion] = []
+    for sample in range(samples):
+        with open_backend(dataclasses.replace(llm, seed=llm.seed + sample)) as backend:
+            results = backend.complete_many(requests, desc=f"optimize sample {sample}")
+            if on_backend is not None:
+                on_backend(backend)
+        for task, result in zip(tasks, results):
+            ids = [p.id for p in examples.get(task.id, ())]
+            completions.append(to_completion(task, result, backend.model_label, ids, sample))
+    return completions

@@ -1,0 +1,145 @@
+"""Timed programs for ENAMEL tasks: a candidate source plus the task's stored tests.
+
+One `Program` per (task, level, role, sample). Its module embeds the tests it needs (the level's
+timed tests, level 0 and the HumanEval+ inputs; pickled, zlib-compressed, base64) because the
+sandbox runs it as another user in a fresh directory mounted on /tmp, where no path of ours is
+guaranteed to be visible. As untimed set-up it loads the candidate in its own namespace (with its
+own copy of the builtins), the task's checker in another (with the task statement's helpers:
+HumanEval/32's checker calls ``poly``), and checks the candidate on the correctness-only tests.
+``run_tests()`` calls the entry point on every test of its level and raises AssertionError when
+ENAMEL's ``__check(input, answer, output)`` rejects an output.
+
+Mutable arguments are copied before each call (the entry point may sort a list in place, and
+``run_tests`` runs many times in one process); flat lists and dicts with a C-level copy, deeper
+structures with ``copy.deepcopy``. The plan is made in set-up, so the timed loop only pays the copy.
+"""
+
+from __future__ import annotations
+
+import base64
+import pickle
+import zlib
+from typing import Sequence
+
+from perfrepro.optimization.inputs import TaskInputs
+from perfrepro.metrics.optimization import LEVEL_SEPARATOR, level_key, split_level_key  # noqa: F401 (re-exported)
+from perfrepro.records import OptTask, Program
+
+TIMED_LEVELS = (1, 2, 3)  # ENAMEL's level 0 checks correctness only
+
+_TEMPLATE = '''\
+import base64 as _base64
+import builtins as _builtins_module
+import copy as _copy
+import pickle as _pickle
+import zlib as _zlib
+
+_ORIGINAL_BUILTINS = dict(vars(_builtins_module))
+_CANDIDATE = {candidate!r}
+_STATEMENT = {statement!r}
+_CHECKER = {checker!r}
+_ENTRY_POINT = {entry_point!r}
+_DATA = _pickle.loads(_zlib.decompress(_base64.b64decode({data!r})))
+
+
+def _namespace(name):
+    return {{"__name__": name, "__builtins__": dict(_ORIGINAL_BUILTINS)}}
+
+
+_checker_ns = _namespace("__checker__")
+try:  # the statement's complete helpers (HumanEval/32's poly); its stub entry point is harmless
+    exec(compile(_STATEMENT, "<statement>", "exec"), _checker_ns)
+except Exception:
+    pass
+exec(compile(_CHECKER, "<checker>", "exec"), _checker_ns)
+_check = _checker_ns["__check"]
+_ns = _namespace("__candidate__")
+exec(compile(_CANDIDATE, "<candidate>", "exec"), _ns)
+if _ENTRY_POINT not in _ns:
+    raise NameError("the program defines no " + repr(_ENTRY_POINT))
+_entry = _ns[_ENTRY_POINT]
+del _ns, _checker_ns
+
+_SCALARS = (int, float, complex, str, bytes, bool, type(None))
+
+
+def _immutable(value):
+    if type(value) in _SCALARS:
+        return True
+    return type(value) in (tuple, frozenset) and all(_immutable(v) for v in value)
+
+
+def _copier(value):
+    if _immutable(value):
+        return None
+    if type(value) in (list, set) and all(type(v) in _SCALARS for v in value):
+        return type(value).copy
+    if type(value) is dict and all(type(v) in _SCALARS for v in value.values()):
+        return dict.copy
+    return _copy.deepcopy
+
+
+def _prepare(tests):
+    return [(tuple(t["args"]), tuple(_copier(a) for a in t["args"]), t["answer"]) for t in tests]
+
+
+def _run(tests, what):
+    for number, (args, copiers, answer) in enumerate(tests):
+        output = _entry(*[a if c is None else c(a) for a, c in zip(args, copiers)])
+        if not _check(args, answer, output):
+            raise AssertionError("wrong answer on " + what + " test " + str(number))
+
+
+_TIMED = _prepare(_DATA["timed"])
+_run(_prepare(_DATA["checked"]), "correctness-only")
+del _DATA
+
+
+def run_tests():
+    _run(_TIMED, "timed")
+'''
+
+
+def _pack(data: dict) -> str:
+    return base64.b64encode(zlib.compress(pickle.dumps(data, protocol=4), 6)).decode("ascii")
+
+
+def program_source(
+    task: OptTask,
+    candidate: str,
+    inputs: TaskInputs,
+    timed_levels: Sequence[int] = TIMED_LEVELS,
+    check_levels: Sequence[int] = (0,),
+    check_plus: bool = True,
+) -> str:
+    """The Python module a timing backend runs (defines ``run_tests()``)."""
+    timed = [t for t in inputs.tests if t["level"] in timed_levels]
+    checked = [t for t in inputs.tests if t["level"] in check_levels] + (list(inputs.plus) if check_plus else [])
+    return _TEMPLATE.format(
+        candidate=candidate,
+        statement=task.statement,
+        checker=task.checker,
+        entry_point=task.entry_point,
+        data=_pack({"timed": timed, "checked": checked}),
+    )
+
+
+def build_level_programs(
+    task: OptTask,
+    candidate: str,
+    inputs: TaskInputs,
+    role: str,
+    sample: int = 0,
+    levels: Sequence[int] = TIMED_LEVELS,
+    check_plus: bool = True,
+) -> list[Program]:
+    """One Program per timed level (task id ``<id>@L<level>``), each with the correctness set-up."""
+    return [
+        Program(
+            task_id=level_key(task.id, level),
+            role=role,
+            source=program_source(task, candidate, inputs, (level,), (0,), check_plus),
+            sample=sample,
+        )
+        for level in levels
+    ]

@@ -1,0 +1,57 @@
+"""Stage `pie_tasks`: ENAMEL tasks -> data/pie/tasks (params: seed, pie.limit_tasks, pie.tests_per_level).
+
+Takes a deterministic subset (`pie.limit_tasks`, chosen by `seed`) of data/prepared/opt_tasks.jsonl,
+runs each task's ENAMEL generator at its four size levels (`pie.tests_per_level` seeded inputs
+per level), answers them with the ENAMEL reference and adds capped HumanEval+ inputs for
+correctness. Every program of the track is measured on these stored inputs. A task whose
+generator or reference fails is skipped; manifest.json records why.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import sys
+from pathlib import Path
+
+from perfrepro.config import ConfigError, load_params
+from perfrepro.datasets.split import select_subset
+from perfrepro.optimization.tasks import PLUS_CAP, load_plus_inputs, write_pie_tasks
+from perfrepro.records import OptTask, RecordError, read_jsonl
+
+log = logging.getLogger("pie_tasks")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--opt-tasks", type=Path, default=Path("data/prepared/opt_tasks.jsonl"))
+    parser.add_argument("--humanevalplus", type=Path, default=Path("data/raw/humanevalplus/HumanEvalPlus.jsonl.gz"))
+    parser.add_argument("--out", type=Path, default=Path("data/pie/tasks"))
+    parser.add_argument("--plus-cap", type=int, default=PLUS_CAP)
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
+    args = parse_args(argv)
+    try:
+        params = load_params(args.params)
+        tasks = read_jsonl(args.opt_tasks, OptTask)
+        plus = load_plus_inputs(args.humanevalplus)
+    except (ConfigError, RecordError, ValueError, FileNotFoundError) as exc:
+        log.error("%s", exc)
+        return 1
+    subset = select_subset(tasks, params.pie.limit_tasks, params.seed)
+    if args.out.exists():  # stale pickles of tasks no longer selected must not linger
+        shutil.rmtree(args.out)
+    manifest = write_pie_tasks(subset, args.out, params.seed, params.pie.tests_per_level, plus, args.plus_cap)
+    log.info("%d of %d tasks kept, %d skipped -> %s", len(manifest["kept"]), len(subset), len(manifest["skipped"]), args.out)
+    for item in manifest["skipped"]:
+        log.info("skipped %s: %s", item["task_id"], item["reason"])
+    return 0 if manifest["kept"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""Stage `report_pie`: PIE-track timings -> metrics/optimization.json and metrics/optimization.md
+(params: pie.samples, llm.backend, llm.model, timing.backend).
+
+Speedup (mean over tasks of max(1, t_slow / t_generated), an incorrect or missing program counting
+1.0), %Opt (correct and speedup >= 1.10), %Correct and ENAMEL's eff@1, for the generated programs
+(and Best@k when pie.samples > 1), the ENAMEL reference (the human ceiling) and the slow program.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from perfrepro.config import ConfigError, load_params
+from perfrepro.io import write_json, write_text
+from perfrepro.metrics.optimization import optimization_metrics, summarize, task_outcomes
+from perfrepro.report import optimization_table, optimization_task_table
+from perfrepro.records import Measurement, RecordError, read_jsonl
+
+log = logging.getLogger("report_pie")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--timings", type=Path, default=Path("data/pie/timings"))
+    parser.add_argument("--metrics", type=Path, default=Path("metrics/optimization.json"))
+    parser.add_argument("--table", type=Path, default=Path("metrics/optimization.md"))
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
+    args = parse_args(argv)
+    try:
+        params = load_params(args.params)
+        measurements = read_jsonl(args.timings / "measurements.jsonl", Measurement)
+    except (ConfigError, RecordError, FileNotFoundError) as exc:
+        log.error("%s", exc)
+        return 1
+    outcomes, excluded = task_outcomes(measurements, params.pie.samples)
+    rows = summarize(outcomes, params.pie.samples)
+    write_json(args.metrics, optimization_metrics(rows, len(excluded)))
+    lines = [
+        "# Optimization track (PIE-style, ENAMEL tasks)",
+        "",
+        f"Model `{params.llm.model}` (llm.backend {params.llm.backend}); timing backend `{params.timing.backend}`; "
+        f"{len(outcomes)} tasks, samples {params.pie.samples}.",
+        "",
+        optimization_table(rows, params.llm.model),
+        "",
+    ]
+    if excluded:
+        lines += [f"Left out (the slow program passed no timed level): {', '.join(excluded)}.", ""]
+    lines += ["## Per task", "", optimization_task_table(outcomes), ""]
+    write_text(args.table, "\n".join(lines))
+    log.info("%s, %s: %d tasks", args.metrics, args.table, len(outcomes))
+    print(optimization_table(rows, params.llm.model), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

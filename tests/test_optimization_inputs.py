@@ -1,0 +1,150 @@
+"""ENAMEL generator helpers, seeded input generation and the timed program module (no sandbox)."""
+
+import random
+
+import pytest
+
+from perfrepro.optimization.helpers import generator_scope, is_probable_prime, rand_parens, rand_primality, rand_probably_prime
+from perfrepro.optimization.inputs import InputGenerationError, TaskInputs, generate_inputs_isolated, generate_task_inputs
+from perfrepro.optimization.measure import statement_imports
+from perfrepro.optimization.programs import build_level_programs, level_key, split_level_key
+from perfrepro.records import OptTask
+
+
+def balanced(text, par="()"):
+    depth = 0
+    for c in text:
+        if c == par[0]:
+            depth += 1
+        elif c == par[1]:
+            depth -= 1
+            if depth < 0:
+                return False
+    return depth == 0
+
+
+def test_is_probable_prime_small_and_large():
+    primes = [n for n in range(60) if is_probable_prime(n)]
+    assert primes == [2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59]
+    assert is_probable_prime(1_000_000_007)
+    assert not is_probable_prime(1_000_000_007 * 998_244_353)
+    assert not is_probable_prime(561)  # Carmichael
+
+
+def test_rand_probably_prime_ranges():
+    random.seed(1)
+    for _ in range(50):
+        p = rand_probably_prime(9)
+        assert p in (2, 3, 5, 7)
+        q = rand_probably_prime(11, 100)
+        assert 11 <= q <= 100 and is_probable_prime(q)
+    assert is_probable_prime(rand_probably_prime(10**18))
+    with pytest.raises(ValueError):
+        rand_probably_prime(24, 28)
+
+
+def test_rand_primality_kinds():
+    random.seed(2)
+    for size in (20, 100, 10_000, 10**9):
+        for lid in (0, 1, 3):
+            for cid in range(6):
+                n = rand_primality(size, lid, cid)
+                assert 2 <= n <= max(size, 4)
+                assert is_probable_prime(n) == (cid % 6 == 2)  # only kind 2 is prime (HumanEval/59 relies on it)
+
+
+def test_rand_parens_valid_invalid_sep():
+    random.seed(3)
+    for size in (2, 7, 100, 1001):
+        s = rand_parens(size)
+        assert balanced(s) and len(s) == max(2, size - size % 2)
+        assert not balanced(rand_parens(size, valid=False))
+        angled = rand_parens(size, par="<>")
+        assert set(angled) <= {"<", ">"} and balanced(angled, "<>")
+    groups = rand_parens(200, sep=" ").split(" ")
+    assert all(g and balanced(g) for g in groups)
+    assert "".join(groups).count("(") == 100
+
+
+TASK = OptTask(
+    id="Toy/1",
+    statement='from typing import List\n\n\ndef total(xs: List[int]) -> int:\n    """Sum."""\n',
+    slow_program="from typing import List\n\ndef total(xs):\n    s = 0\n    for x in xs:\n        s += x\n    return s\n",
+    reference_program="def total(xs):\n    return sum(xs)\n",
+    input_generator=(
+        "def generate_input(size, lid, cid):\n"
+        "    return [random.randint(-9, 9) for _ in range(size)] + [rand_probably_prime(50)],\n"
+    ),
+    levels=(3, 10, 20, 30),
+    checker="def __check(input, answer, output):\n    return type(output) == type(answer) and output == answer\n",
+    source="test",
+    entry_point="total",
+)
+
+
+def test_generation_is_seeded_and_answered():
+    a = generate_task_inputs(TASK, seed=7, tests_per_level=2, plus_inputs=[[[1, 2]], [[5]]])
+    b = generate_task_inputs(TASK, seed=7, tests_per_level=2, plus_inputs=[[[1, 2]], [[5]]])
+    c = generate_task_inputs(TASK, seed=8, tests_per_level=2)
+    assert a == b and a.tests != c.tests
+    assert [(t["level"], t["cid"]) for t in a.tests] == [(lv, c) for lv in range(4) for c in range(2)]
+    assert all(t["answer"] == sum(t["args"][0]) for t in a.tests)
+    assert len(a.tests[-1]["args"][0]) == 31 and len(a.plus) == 2
+    # the first tests do not change when more are asked for
+    more = generate_task_inputs(TASK, seed=7, tests_per_level=3)
+    assert more.by_level(1)[:2] == a.by_level(1)
+
+
+def test_isolated_generation_writes_same_bytes(tmp_path):
+    first = generate_inputs_isolated(TASK, tmp_path / "a.pkl", 7, 1, [[[4, 4]]])
+    second = generate_inputs_isolated(TASK, tmp_path / "b.pkl", 7, 1, [[[4, 4]]])
+    assert first["sha256"] == second["sha256"] and first["tests"] == 4 and first["plus"] == 1
+    assert TaskInputs.load(tmp_path / "a.pkl").tests[0]["level"] == 0
+
+
+def test_broken_generator_is_reported(tmp_path):
+    broken = OptTask(**{**TASK.__dict__, "input_generator": "def generate_input(size, lid, cid):\n    return 1 / 0\n"})
+    with pytest.raises(InputGenerationError, match="generator failed .*ZeroDivisionError"):
+        generate_inputs_isolated(broken, tmp_path / "x.pkl", 7, 1)
+
+
+def _exec_program(source):
+    namespace = {"__name__": "program"}
+    exec(compile(source, "<program>", "exec"), namespace)
+    return namespace
+
+
+def test_level_programs_run_and_catch_wrong_answers():
+    inputs = generate_task_inputs(TASK, seed=7, tests_per_level=2)
+    programs = build_level_programs(TASK, TASK.slow_program, inputs, "slow")
+    assert [split_level_key(p.task_id) for p in programs] == [("Toy/1", 1), ("Toy/1", 2), ("Toy/1", 3)]
+    for program in programs:
+        _exec_program(program.source)["run_tests"]()
+    # wrong on timed tests only: set-up passes, run_tests raises
+    sneaky = "def total(xs):\n    return sum(xs) + (len(xs) > 10)\n"
+    level3 = build_level_programs(TASK, sneaky, inputs, "generated", levels=(3,))[0]
+    with pytest.raises(AssertionError, match="wrong answer on timed"):
+        _exec_program(level3.source)["run_tests"]()
+    # wrong on the correctness-only tests: fails in set-up
+    wrong = build_level_programs(TASK, "def total(xs):\n    return 0\n", inputs, "generated", levels=(1,))[0]
+    with pytest.raises(AssertionError, match="correctness-only"):
+        _exec_program(wrong.source)
+    with pytest.raises(NameError):
+        _exec_program(build_level_programs(TASK, "x = 1\n", inputs, "generated", levels=(1,))[0].source)
+
+
+def test_mutating_program_sees_fresh_inputs():
+    inputs = generate_task_inputs(TASK, seed=7, tests_per_level=1)
+    mutating = "def total(xs):\n    s = sum(xs)\n    xs.clear()\n    return s\n"
+    ns = _exec_program(build_level_programs(TASK, mutating, inputs, "generated", levels=(2,))[0].source)
+    ns["run_tests"]()
+    ns["run_tests"]()  # a second call gets unmutated copies
+
+
+def test_helpers_scope_and_keys():
+    scope = generator_scope()
+    assert {"random", "string", "rand_parens", "rand_probably_prime", "rand_primality"} <= set(scope)
+    assert level_key("HumanEval/3", 2) == "HumanEval/3@L2"
+    with pytest.raises(ValueError):
+        split_level_key("HumanEval/3")
+    assert statement_imports(TASK.statement) == "from typing import List\n"

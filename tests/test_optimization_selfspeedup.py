@@ -1,0 +1,36 @@
+"""The reference measured against itself: exactly speedup 1.00 under the deterministic backend.
+
+(The wall-clock version, 1.00 +- 0.05, is a noise target and lives in benchmarks/pie_self_speedup.py.)
+"""
+
+import dataclasses
+import shutil
+
+import pytest
+
+from perfrepro.config import TimingConfig
+from perfrepro.metrics.optimization import summarize, task_outcomes
+from perfrepro.optimization.inputs import generate_task_inputs
+from perfrepro.optimization.measure import measure_tasks
+from perfrepro.records import Completion
+from perfrepro.timing.base import make_backend
+
+from test_optimization_inputs import TASK
+
+pytestmark = pytest.mark.skipif(shutil.which("valgrind") is None, reason="the deterministic backend needs valgrind")
+
+
+def test_reference_against_itself_is_exactly_one():
+    task = dataclasses.replace(TASK, slow_program=TASK.reference_program)
+    inputs = generate_task_inputs(task, seed=3, tests_per_level=1)
+    completion = Completion(task_id=task.id, sample=0, model="self", status="ok", code=task.reference_program, response=None)
+    config = TimingConfig(backend="deterministic", repeats=1, min_sample_ms=1.0, timeout_s=20.0,
+                          memory_limit_mb=1024, rss_interval_ms=1.0)
+    measurements = measure_tasks([task], lambda _: inputs, [completion], make_backend(config), levels=(1,))
+    assert all(m.passed for m in measurements), [m.error for m in measurements]
+    assert len({m.execution_time for m in measurements}) == 1  # identical instruction counts
+    outcomes, excluded = task_outcomes(measurements, samples=1)
+    rows = {r.label: r for r in summarize(outcomes, 1)}
+    assert not excluded
+    assert rows["generated"].speedup == 1.0 and rows["reference"].speedup == 1.0
+    assert rows["generated"].eff == 1.0 and rows["generated"].pct_correct == 100.0
