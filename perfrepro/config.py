@@ -94,6 +94,9 @@ class TimingConfig:
     timeout_s: float
     memory_limit_mb: int
     rss_interval_ms: float
+    gem5_image: str = "alexshypula/gem5-skylake:api"  # PIE's public simulator image
+    gem5_arch: str = "X86-skylake"  # the only architecture PIE's image simulates
+    gem5_optimization_flag: str = "-O3"  # g++ flag for compiled programs (gem5, and C++ under wall)
 
 
 @dataclass(frozen=True)

@@ -82,6 +82,8 @@ class Completion:
     error: str | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    prompt_hash: str = ""  # sha256 of the prompt messages
+    latency_s: float = 0.0  # wall time of the request when it was first answered (kept on cache hits)
 
 
 @dataclass(frozen=True)
