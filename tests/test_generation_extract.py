@@ -51,3 +51,30 @@ def test_main_entry_of_a_reference_solution():
     assert main_entry(SOLUTION) == "Solution"
     assert main_entry("import math\n\ndef f(x):\n    return x\n\ndef g():\n    pass\n") == "f"
     assert main_entry("x = 1\n") is None
+
+
+def test_bare_function_with_the_method_name_is_bound_to_the_class():
+    response = "```python\ndef twoSum(nums, target):\n    return [0, 1]\n```"
+    code = extract_code(response, "Solution().twoSum")
+    namespace = {}
+    exec(code, namespace)
+    assert namespace["Solution"]().twoSum([2, 7], 9) == [0, 1]
+
+
+def test_bare_function_taking_self_becomes_a_method():
+    response = "```python\ndef twoSum(self, nums, target):\n    return [len(nums), target]\n```"
+    namespace = {}
+    exec(extract_code(response, "Solution().twoSum"), namespace)
+    assert namespace["Solution"]().twoSum([2, 7], 9) == [2, 9]
+
+
+def test_function_with_another_name_is_still_no_code():
+    assert extract_code("```python\ndef other(nums):\n    return 1\n```", "Solution().twoSum") is None
+
+
+def test_class_entry_point_names_the_first_public_method():
+    from perfrepro.generation.extract import class_entry_point
+
+    code = "class Solution:\n    def _helper(self):\n        pass\n    def twoSum(self, nums):\n        return nums\n"
+    assert class_entry_point(code) == "Solution().twoSum"
+    assert class_entry_point("def f():\n    pass\n") == "Solution"

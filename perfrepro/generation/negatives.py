@@ -14,7 +14,7 @@ import random
 from typing import Any, Sequence
 
 from perfrepro.generation.client import ChatBackend, ChatRequest, ChatResult
-from perfrepro.generation.extract import extract_code, main_entry, python_blocks
+from perfrepro.generation.extract import class_entry_point, extract_code, main_entry, python_blocks
 from perfrepro.generation.prompts import negative_messages
 from perfrepro.records import CorpusPair
 
@@ -48,6 +48,8 @@ def slow_variant_row(pair: CorpusPair, result: ChatResult) -> dict[str, Any]:
     if not result.ok:
         return {"id": pair.id, "slow_solution": None, "status": "error"}
     entry = main_entry(pair.solution)
+    if entry == "Solution":
+        entry = class_entry_point(pair.solution)
     if entry is not None:
         code = extract_code(result.text, entry)
     else:
