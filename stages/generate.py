@@ -19,7 +19,7 @@ from pathlib import Path
 
 from perfrepro.config import ConfigError, load_params
 from perfrepro.generation.backends import BackendError, check_backend, open_backend
-from perfrepro.generation.generate import failure_fraction, generate_completions
+from perfrepro.generation.generate import generate_completions, status_counts, too_many_failures
 from perfrepro.generation.local_server import LocalServerError
 from perfrepro.generation.runinfo import interrupt_on_sigterm, setup_logging, summary
 from perfrepro.generation.retrieve import retrieve_examples
@@ -81,14 +81,10 @@ def main(argv=None) -> int:
         log.error("interrupted; responses received so far are cached, a rerun sends only the rest")
         return 130
     write_jsonl(args.out, completions)
-    statuses = {s: sum(c.status == s for c in completions) for s in ("ok", "no_code", "error")}
+    statuses = status_counts(completions)
     log.info("%s: %d completions (%s)", args.out, len(completions), ", ".join(f"{k} {v}" for k, v in statuses.items()))
     summary(backend, len(completions), statuses["error"], started)
-    fraction = failure_fraction(completions)
-    if fraction > params.llm.max_failure_fraction:
-        first = next(c.error for c in completions if c.status == "error")
-        log.error("%.0f%% of requests failed (llm.max_failure_fraction %.2f); first error: %s",
-                  100 * fraction, params.llm.max_failure_fraction, first)
+    if too_many_failures(completions, params.llm.max_failure_fraction):
         return 1
     return 0
 

@@ -24,6 +24,7 @@ from perfrepro.generation.backends import BackendError, check_backend, open_back
 from perfrepro.generation.cache import resolve_cache_dir
 from perfrepro.generation.local_server import LocalServerError
 from perfrepro.generation.runinfo import interrupt_on_sigterm, summary
+from perfrepro.generation.generate import status_counts, too_many_failures
 from perfrepro.optimization.optimize import optimize_tasks, retrieve_pie_examples
 from perfrepro.optimization.prompts import load_conditioned_template
 from perfrepro.optimization.tasks import PieTaskDir
@@ -72,15 +73,11 @@ def main(argv=None) -> int:
         log.error("interrupted; responses received so far are cached, a rerun sends only the rest")
         return 130
     write_jsonl(args.out, completions)
-    statuses = {s: sum(c.status == s for c in completions) for s in ("ok", "no_code", "error")}
+    statuses = status_counts(completions)
     log.info("%s: %d completions (%s)", args.out, len(completions), ", ".join(f"{k} {v}" for k, v in statuses.items()))
     if backends:
         summary(backends[-1], len(completions), statuses["error"], started)
-    errors = statuses["error"] / len(completions) if completions else 0.0
-    if errors > params.llm.max_failure_fraction:
-        first = next(c.error for c in completions if c.status == "error")
-        log.error("%.0f%% of requests failed (llm.max_failure_fraction %.2f); first error: %s",
-                  100 * errors, params.llm.max_failure_fraction, first)
+    if too_many_failures(completions, params.llm.max_failure_fraction):
         return 1
     return 0
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+import logging
+from typing import Mapping, Protocol, Sequence
 
 from perfrepro.generation.client import ChatBackend, ChatRequest, ChatResult
 from perfrepro.generation.extract import extract_code
@@ -19,7 +20,17 @@ def build_requests(tasks: Sequence[Task], retrieved: Mapping[str, Sequence[Examp
     ]
 
 
-def to_completion(task: Task, result: ChatResult, model: str, retrieved_ids: Sequence[str], sample: int = 0) -> Completion:
+log = logging.getLogger(__name__)
+
+
+class Promptable(Protocol):
+    """What `to_completion` needs of a task: Task and OptTask both fit."""
+
+    id: str
+    entry_point: str
+
+
+def to_completion(task: Promptable, result: ChatResult, model: str, retrieved_ids: Sequence[str], sample: int = 0) -> Completion:
     """A Completion: status "ok" with the extracted code, "no_code" when the answer holds no block
     that defines the entry point, "error" when the request failed."""
     if not result.ok:
@@ -63,3 +74,18 @@ def failure_fraction(completions: Sequence[Completion]) -> float:
     if not completions:
         return 0.0
     return sum(c.status == "error" for c in completions) / len(completions)
+
+
+def status_counts(completions: Sequence[Completion]) -> dict[str, int]:
+    return {s: sum(c.status == s for c in completions) for s in ("ok", "no_code", "error")}
+
+
+def too_many_failures(completions: Sequence[Completion], max_failure_fraction: float, key: str = "llm") -> bool:
+    """True (and logged with the first error) when failures exceed `max_failure_fraction`."""
+    fraction = failure_fraction(completions)
+    if fraction <= max_failure_fraction:
+        return False
+    first = next(c.error for c in completions if c.status == "error")
+    log.error("%.0f%% of requests failed (%s.max_failure_fraction %.2f); first error: %s",
+              100 * fraction, key, max_failure_fraction, first)
+    return True

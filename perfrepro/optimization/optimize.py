@@ -13,8 +13,8 @@ import logging
 from typing import Callable, Mapping, Sequence
 
 from perfrepro.config import LLMConfig
-from perfrepro.generation.client import ChatBackend, ChatRequest, ChatResult
-from perfrepro.generation.extract import extract_code
+from perfrepro.generation.client import ChatBackend, ChatRequest
+from perfrepro.generation.generate import to_completion
 from perfrepro.optimization.prompts import optimization_messages
 from perfrepro.records import Completion, CorpusPair, OptTask
 
@@ -62,30 +62,6 @@ def build_requests(
         )
         for task in tasks
     ]
-
-
-def to_completion(task: OptTask, result: ChatResult, model: str, retrieved_ids: Sequence[str], sample: int) -> Completion:
-    """status "ok" with the extracted program, "no_code" when no block defines the entry point,
-    "error" when the request failed for good."""
-    if not result.ok:
-        status, code = "error", None
-    else:
-        code = extract_code(result.text, task.entry_point)
-        status = "ok" if code is not None else "no_code"
-    return Completion(
-        task_id=task.id,
-        sample=sample,
-        model=model,
-        status=status,
-        code=code,
-        response=result.text,
-        retrieved_ids=tuple(retrieved_ids),
-        error=result.error,
-        prompt_tokens=result.prompt_tokens,
-        completion_tokens=result.completion_tokens,
-        prompt_hash=result.prompt_hash,
-        latency_s=result.latency_s,
-    )
 
 
 def optimize_tasks(
