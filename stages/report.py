@@ -34,6 +34,18 @@ def _number(value):
     return round(value, 6) if isinstance(value, float) else value
 
 
+def _status(task_id, by_task, completions, canonicals) -> str:
+    """`ok` when the task has ratios, else why not (completion status, or `canonical_<status>`)."""
+    if task_id in by_task:
+        return "ok"
+    done, canon = completions.get(task_id), canonicals.get(task_id)
+    if done is None:
+        return "missing"
+    if not done.passed:
+        return done.status
+    return "canonical_missing" if canon is None else f"canonical_{canon.status}"
+
+
 def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
     args = parse_args(argv)
@@ -42,7 +54,7 @@ def main(argv=None) -> int:
         task_ids = [task.id for task in read_jsonl(args.tasks, Task)]
         measurements = read_jsonl(args.timings / "measurements.jsonl", Measurement)
         metrics = efficiency_metrics(task_ids, measurements)
-        ratios, _, _ = task_ratios(task_ids, measurements)
+        ratios, completions, canonicals = task_ratios(task_ids, measurements)
     except (ConfigError, RecordError, ValueError, FileNotFoundError) as exc:
         log.error("%s", exc)
         return 1
@@ -52,9 +64,14 @@ def main(argv=None) -> int:
     flat.update({f"status_{status}": count for status, count in metrics.status_counts.items()})
     write_json(args.metrics / "efficiency.json", {"efficiency": flat})
     write_text(args.metrics / "efficiency.md", efficiency_markdown(name, metrics, params.timing.backend))
+    # One row per task (null ratios where the completion or the canonical did not pass), so the
+    # plot and `dvc plots` never see an empty file when no completion passes.
+    by_task = {r.task_id: r for r in ratios}
     write_json(args.metrics / "net_ratios.json", {"net_ratios": [
-        {"task_id": r.task_id, "NET": _number(r.net), "NMU": _number(r.nmu), "NTMU": _number(r.ntmu)}
-        for r in ratios
+        {"task_id": task_id, "status": _status(task_id, by_task, completions, canonicals),
+         **({"NET": _number(r.net), "NMU": _number(r.nmu), "NTMU": _number(r.ntmu)} if (r := by_task.get(task_id))
+            else {"NET": None, "NMU": None, "NTMU": None})}
+        for task_id in task_ids
     ]})
     log.info("%s: pass1 %.1f%%, NET %s over %d tasks -> %s", name, metrics.pass1, metrics.NET,
              metrics.normalized, args.metrics / "efficiency.md")
