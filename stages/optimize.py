@@ -20,7 +20,7 @@ from pathlib import Path
 from perfrepro.config import ConfigError, load_params
 from perfrepro.datasets.base import DatasetError
 from perfrepro.datasets.pie import load_pairs
-from perfrepro.generation.backends import BackendError, check_backend, open_backend
+from perfrepro.generation.backends import RECORDED_LABEL, BackendError, check_backend, open_backend
 from perfrepro.generation.cache import resolve_cache_dir
 from perfrepro.generation.local_server import LocalServerError
 from perfrepro.generation.runinfo import interrupt_on_sigterm, summary
@@ -28,7 +28,7 @@ from perfrepro.generation.generate import status_counts, too_many_failures
 from perfrepro.optimization.optimize import optimize_tasks, retrieve_pie_examples
 from perfrepro.optimization.prompts import load_conditioned_template
 from perfrepro.optimization.tasks import PieTaskDir
-from perfrepro.records import RecordError, write_jsonl
+from perfrepro.records import Completion, RecordError, write_jsonl
 
 log = logging.getLogger("optimize")
 
@@ -55,7 +55,15 @@ def main(argv=None) -> int:
         pie = params.pie
         check_backend(params.llm, shots=0)  # before anything expensive
         if params.llm.backend == "recorded":
-            raise BackendError("llm.backend: recorded has no responses for the PIE track; use local or openai")
+            # The recorded responses answer the efficiency tasks only; so that an experiment with
+            # `-S llm.backend=recorded` still completes, every PIE task gets an explicit failure.
+            log.warning("llm.backend recorded has no responses for the PIE track: every task is recorded as failed")
+            write_jsonl(args.out, [
+                Completion(task_id=task.id, sample=0, model=RECORDED_LABEL, status="error", code=None,
+                           response=None, error="llm.backend recorded has no responses for the PIE track")
+                for task in PieTaskDir(args.tasks).tasks
+            ])
+            return 0
         tasks = PieTaskDir(args.tasks).tasks
         template = load_conditioned_template(args.pie_dir / "templates") if pie.prompt_style == "conditioned" else None
         pairs_file = args.pie_dir / "py_reference.jsonl"
