@@ -1,4 +1,7 @@
-"""C++ programs: compile once (cached by source hash), wrap for the Python driver, time under wall."""
+"""C++ programs: compile once (cached by source hash), run in the sandbox, time under wall (through
+the Python wrapper) and count under deterministic (valgrind on the binary itself)."""
+
+import shutil
 
 import pytest
 
@@ -12,11 +15,31 @@ from perfrepro.execution.compile import (
     outputs_match,
     parse_cpp_program,
     prepare_programs,
+    run_binary_test,
 )
+from perfrepro.execution.sandbox import Limits
 from perfrepro.timing.base import make_backend
 
 ADD = "#include <cstdio>\nint main(){long a,b; if(scanf(\"%ld %ld\",&a,&b)!=2) return 1; printf(\"%ld\\n\", a+b);}\n"
 TESTS = [("1 2\n", "3\n"), ("40 2\n", "42")]
+# Primes up to n (17,984 up to 200,000): trial division allocates nothing; the sieve allocates one
+# vector of n + 1 bytes and does far fewer operations.
+PRIMES_SLOW = """#include <cstdio>
+int main() { long n, count = 0; if (scanf("%ld", &n) != 1) return 1;
+  for (long i = 2; i <= n; ++i) { bool prime = true;
+    for (long d = 2; d * d <= i; ++d) if (i % d == 0) { prime = false; break; }
+    count += prime; }
+  printf("%ld\\n", count); }
+"""
+PRIMES_FAST = """#include <cstdio>
+#include <vector>
+int main() { long n, count = 0; if (scanf("%ld", &n) != 1) return 1;
+  std::vector<char> composite(n + 1, 0);
+  for (long i = 2; i <= n; ++i) { if (composite[i]) continue; ++count;
+    for (long j = i * i; j <= n; j += i) composite[j] = 1; }
+  printf("%ld\\n", count); }
+"""
+PRIMES_TESTS = [("200000\n", "17984\n"), ("10\n", "4\n")]
 
 
 def test_compile_command_and_bundle():
@@ -60,3 +83,53 @@ def test_wall_backend_times_cpp():
     assert good.status == "ok" and good.execution_time > 0
     assert wrong.status == "wrong_answer"
     assert broken.status == "crash" and "g++" in broken.error
+
+
+def test_binary_runs_in_the_sandbox_with_a_verdict(tmp_path):
+    binary = compile_cpp(ADD, cache_dir=tmp_path).read_bytes()
+    limits = Limits(timeout_s=10, memory_mb=256)
+    assert run_binary_test(binary, "1 2\n", "3", limits)[0].status == "ok"
+    record, _ = run_binary_test(binary, "1 2\n", "4", limits)
+    assert record.status == "wrong_answer" and "expected '4'" in record.error
+    assert run_binary_test(binary, "x\n", "3", limits)[0].status == "crash"  # exit code 1
+    hog = compile_cpp("#include <vector>\nint main(){ std::vector<char> v(1L << 32); return v[7]; }\n",
+                      cache_dir=tmp_path).read_bytes()
+    assert run_binary_test(hog, "", "", limits)[0].status == "memory"
+
+
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
+def test_deterministic_backend_counts_cpp():
+    config = TimingConfig(backend="deterministic", repeats=1, min_sample_ms=5.0, timeout_s=20.0,
+                          memory_limit_mb=1024, rss_interval_ms=1.0)
+    raw = []
+    slow, fast, fast_again, half, wrong, broken = make_backend(config, on_run=lambda p, r, d: raw.append(d)).measure([
+        cpp_program("t", "slow", PRIMES_SLOW, PRIMES_TESTS),
+        cpp_program("t", "reference", PRIMES_FAST, PRIMES_TESTS),
+        cpp_program("t", "generated", PRIMES_FAST, PRIMES_TESTS),
+        cpp_program("t", "generated", PRIMES_FAST, [("100000\n", "9592\n")], sample=1),
+        cpp_program("t", "generated", PRIMES_FAST, [("10\n", "5\n")], sample=2),
+        cpp_program("t", "generated", "int main( {", PRIMES_TESTS, sample=3),
+    ])
+    assert [m.status for m in (slow, fast, fast_again, half)] == ["ok"] * 4 and fast.time_unit == "instructions"
+    # the same binary under the same fixed environment: the same counts to the unit
+    assert (fast.execution_time, fast.memory_usage, fast.peak_memory_mb) == \
+           (fast_again.execution_time, fast_again.memory_usage, fast_again.peak_memory_mb)
+    assert slow.execution_time > 5 * fast.execution_time > 0
+    # the sieve's vector is n + 1 bytes: 100,000 more at n = 200,000 (allocator rounding aside)
+    assert (fast.peak_memory_mb - half.peak_memory_mb) * 2**20 == pytest.approx(100_000, abs=32)
+    assert fast.memory_usage > half.memory_usage > 0
+    # start-up (loading libstdc++: ~1.6M instructions) is the baseline's, not the program's: the
+    # sieve on n = 10 costs the few thousand instructions of scanf, printf and one vector
+    # sieve on n = 10 costs the few thousand instructions of scanf, printf and one vector; trial
+    # division includes only <cstdio>, so its binary and baseline never load libstdc++
+    trial, sieve = raw[0], raw[1]
+    assert len(sieve["instructions_per_test"]) == 2 and sieve["instructions_base"] > 1_000_000
+    assert 0 < sieve["instructions_per_test"][1] - sieve["instructions_base"] < 20_000
+    assert trial["instructions_base"] < 500_000
+    assert 0 < trial["instructions_per_test"][1] - trial["instructions_base"] < 20_000
+    assert wrong.status == "wrong_answer" and "test 0" in wrong.error
+    assert broken.status == "crash" and "g++" in broken.error
+    # a new backend measures the start-up baseline afresh and still gives the same numbers
+    (again,) = make_backend(config).measure([cpp_program("t", "reference", PRIMES_FAST, PRIMES_TESTS)])
+    assert (again.execution_time, again.memory_usage, again.peak_memory_mb) == \
+           (fast.execution_time, fast.memory_usage, fast.peak_memory_mb)

@@ -1,5 +1,6 @@
-"""C++ programs: the bundle format, compilation with g++ (cached by source hash), and the Python
-wrapper that lets the Python-driver backends (wall) time a compiled binary.
+"""C++ programs: the bundle format, compilation with g++ (cached by source hash), running the
+binary on one test in the sandbox (`run_binary_test`, which the deterministic backend wraps in
+valgrind), and the Python wrapper that lets the Python-driver backend (wall) time a binary.
 
 A ``language="cpp"`` Program's `source` is a JSON bundle (`cpp_program`): ``code`` (a C++ program
 reading stdin and writing stdout, as in PIE/CodeNet) and ``tests`` (``input``/``output`` pairs).
@@ -12,15 +13,19 @@ import base64
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
+from perfrepro.execution import sandbox
+from perfrepro.execution.harness import RunRecord, with_stderr_tail
 from perfrepro.records import Program
 
+BINARY_FILE = "program.bin"  # the name a binary gets in the sandbox's working dir
 DEFAULT_CACHE = Path(os.environ.get("PERFREPRO_CPP_CACHE", "~/.cache/perfrepro/cpp")).expanduser()
 DEFAULT_FLAGS = ("-std=c++17",)
 
@@ -87,6 +92,28 @@ def compile_cpp(code: str, optimization_flag: str = "-O3", cache_dir: str | Path
     return binary
 
 
+EMPTY_PROGRAM = "int main() { return 0; }\n"
+
+
+def needed_libraries(binary: str | Path) -> tuple[str, ...]:
+    """The shared libraries `binary` loads at start-up: its ELF NEEDED entries, in order."""
+    if shutil.which("readelf") is None:
+        raise CompileError("C++ start-up baselines need readelf on PATH (apt-get install binutils)")
+    done = subprocess.run(["readelf", "-d", str(binary)], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise CompileError(f"readelf -d {binary} failed: {done.stderr[-500:]}")
+    return tuple(re.findall(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]", done.stdout))
+
+
+def startup_program(binary: str | Path, optimization_flag: str = "-O3", cache_dir: str | Path | None = None) -> Path:
+    """An empty program linked against the same shared libraries as `binary`, with the same flags:
+    what `binary` costs before its own code runs (loader, libc and libstdc++ initialisation)."""
+    # exactly the binary's libraries: --as-needed again after them, or the empty program would also
+    # load the ones g++ appends by default (libstdc++, libm) that a C-only binary dropped
+    link = ("-Wl,--no-as-needed", *(f"-l:{library}" for library in needed_libraries(binary)), "-Wl,--as-needed")
+    return compile_cpp(EMPTY_PROGRAM, optimization_flag, cache_dir, extra_flags=(*DEFAULT_FLAGS, *link))
+
+
 def outputs_match(expected: str, actual: str, tolerance: float = 1e-6) -> bool:
     """Token-wise equality; tokens that both parse as numbers may differ by `tolerance`."""
     a, b = expected.split(), actual.split()
@@ -102,6 +129,27 @@ def outputs_match(expected: str, actual: str, tolerance: float = 1e-6) -> bool:
         if abs(fx - fy) > tolerance * max(1.0, abs(fx)):
             return False
     return True
+
+
+def run_binary_test(binary: bytes, stdin: str, expected: str, limits: sandbox.Limits,
+                    wrapper: Sequence[str] = (), collect: Sequence[str] = ()) -> tuple[RunRecord, sandbox.SandboxResult]:
+    """Run the compiled `binary` on one test in the sandbox, under `wrapper` (e.g. valgrind and its
+    flags) when given: the verdict (ok | wrong_answer | timeout | memory | crash) and the raw result.
+
+    The whole stdout is kept for the check (up to `limits.output_bytes`; more is a crash)."""
+    result = sandbox.run(
+        [*wrapper, f"./{BINARY_FILE}"],
+        stdin=stdin.encode(),
+        limits=replace(limits, tail_bytes=limits.output_bytes),
+        files={BINARY_FILE: binary},
+        executables=(BINARY_FILE,),
+        collect=collect,
+    )
+    if result.status != "ok":
+        return RunRecord(result.status, with_stderr_tail(result.error, result)), result
+    if not outputs_match(expected, result.stdout_tail):
+        return RunRecord("wrong_answer", f"wrong answer: expected {expected[:80]!r}, got {result.stdout_tail[:80]!r}"), result
+    return RunRecord("ok", None), result
 
 
 _WRAPPER = '''\

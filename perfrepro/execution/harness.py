@@ -249,7 +249,7 @@ def driver_args(mode: str, min_sample_ms: float = 0.0, samples: int = 1) -> list
 def read_record(result: SandboxResult, nonce: str) -> RunRecord:
     """Combine the sandbox result with the driver's record: only a nonce-bearing ok passes."""
     if result.status != "ok":  # timeout, memory, crash (output cap, signal, exit code)
-        return RunRecord(result.status, _with_tail(result.error, result))
+        return RunRecord(result.status, with_stderr_tail(result.error, result))
     records = []
     for line in result.channel.decode("utf-8", errors="replace").splitlines():
         try:
@@ -259,7 +259,7 @@ def read_record(result: SandboxResult, nonce: str) -> RunRecord:
         if isinstance(row, dict) and row.get("nonce") == nonce:
             records.append(row)
     if len(records) != 1:
-        return RunRecord("crash", _with_tail(
+        return RunRecord("crash", with_stderr_tail(
             "the program exited before the harness reported a result (sys.exit / os._exit?)"
             if not records else "more than one result record", result))
     row = records[0]
@@ -282,7 +282,7 @@ def _float_or_none(value) -> float | None:
     return None if value is None else float(value)
 
 
-def _with_tail(error: str | None, result: SandboxResult) -> str:
+def with_stderr_tail(error: str | None, result: SandboxResult) -> str:
     tail = result.stderr_tail.strip().splitlines()[-3:]
     return (error or "failed") + (" | " + " / ".join(tail) if tail else "")
 

@@ -361,13 +361,15 @@ def run(
     limits: Limits = Limits(),
     env: Mapping[str, str] | None = None,
     files: Mapping[str, str | bytes] | None = None,
+    executables: Sequence[str] = (),
     collect: Sequence[str] = (),
     channel: bool = False,
     monitor: Callable[[int, threading.Event], None] | None = None,
 ) -> SandboxResult:
     """Run `argv` in a fresh temp working dir under the limits, and return what happened.
 
-    `files` are written into the working dir first (name -> content); `collect` names files the
+    `files` are written into the working dir first (name -> content), those named in `executables`
+    with the execute bit (a compiled program run as ``./name``); `collect` names files the
     program (or a tool such as valgrind) leaves there, read back into `result.files` (capped at
     64 MB each). With `channel`, the program gets a pipe whose write end is the fd number in
     ``$PERFREPRO_RESULT_FD``; what it writes comes back as `result.channel` (1 MB cap).
@@ -387,6 +389,8 @@ def run(
             target.write_text(content, encoding="utf-8")
         else:
             target.write_bytes(content)
+    for name in executables:
+        (workdir / name).chmod(0o700)
     if iso.uid is not None:
         for path in (workdir, *workdir.iterdir()):
             os.chown(path, iso.uid, iso.gid)
@@ -511,7 +515,7 @@ def run(
         status, error = "crash", killed_for[0]
     elif sig == signal.SIGXCPU:
         status, error = "timeout", f"CPU time limit of {cpu_s} s exceeded"
-    elif oom or "MemoryError" in stderr_text[-2000:]:
+    elif oom or any(word in stderr_text[-2000:] for word in ("MemoryError", "std::bad_alloc")):
         status, error = "memory", f"memory limit of {limits.memory_mb} MB exceeded"
     elif sig == signal.SIGXFSZ:
         status, error = "crash", f"file size limit of {limits.file_mb} MB exceeded"

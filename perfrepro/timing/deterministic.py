@@ -17,16 +17,26 @@ snapshot spacing); it is exactly repeatable, but for tests much shorter than the
 (~run length / 1000) it is noise around 0 and may even be negative. Known limit, see README.
 The same program gives the same numbers run after run, so one repeat is enough (timing.repeats is
 not used here).
+
+C++ programs (``language="cpp"``, see perfrepro.execution.compile) are compiled once with g++
+(`timing.gem5_optimization_flag`, cached by source hash) and valgrind runs the binary itself, once
+per test under each tool, the test's input on stdin, its output checked. The baseline is the
+binary's process start-up: an empty program linked against the same shared libraries with the same
+flags (loading libstdc++ alone costs ~1.6M instructions, which a C-only baseline would charge to
+every test of a program that includes <vector>). ET = sum over tests of (I_test - I_start-up),
+MU = sum of (H_test - H_start-up), TMU = the largest heap peak of any test.
 """
 
 from __future__ import annotations
 
 import logging
 import shutil
+from pathlib import Path
 from typing import Sequence
 
 from perfrepro.config import TimingConfig
 from perfrepro.execution import harness, sandbox
+from perfrepro.execution.compile import CompileError, compile_cpp, parse_cpp_program, run_binary_test, startup_program
 from perfrepro.records import Measurement, Program
 from perfrepro.timing.base import RunCallback, failed
 
@@ -36,6 +46,17 @@ MB = float(1 << 20)
 TIME_UNIT = "instructions"
 VALGRIND_OVERHEAD_MB = 4096  # valgrind's own address-space needs on top of the program's limit
 SLOWDOWN = 100.0  # timeout_s is for native runs; under valgrind the run may take this much longer
+TOOLS = ("callgrind", "massif")
+
+
+def valgrind_argv(valgrind: str, tool: str, out_file: str) -> list[str]:
+    """valgrind and its flags for one tool run writing its profile to `out_file`."""
+    tool_args = {
+        "callgrind": ["--tool=callgrind", f"--callgrind-out-file={out_file}"],
+        "massif": ["--tool=massif", "--time-unit=i", "--max-snapshots=1000", "--detailed-freq=1000000",
+                   f"--massif-out-file={out_file}"],
+    }[tool]
+    return [valgrind, "--vgdb=no", "--quiet", *tool_args]
 
 
 def callgrind_instructions(text: str) -> int:
@@ -79,6 +100,7 @@ class DeterministicBackend:
             )
         self.config = config
         self.on_run = on_run
+        self._startups: dict[Path, tuple[int, float]] = {}  # start-up program -> its counts
         self.limits = sandbox.Limits(
             timeout_s=config.timeout_s * SLOWDOWN,
             memory_mb=config.memory_limit_mb + VALGRIND_OVERHEAD_MB,
@@ -86,15 +108,9 @@ class DeterministicBackend:
 
     def _run(self, program: Program, tool: str, mode: str) -> tuple[harness.RunRecord, str]:
         out_file = f"{tool}.out"
-        tool_args = {
-            "callgrind": ["--tool=callgrind", f"--callgrind-out-file={out_file}"],
-            "massif": ["--tool=massif", "--time-unit=i", "--max-snapshots=1000", "--detailed-freq=1000000",
-                       f"--massif-out-file={out_file}"],
-        }[tool]
         nonce = harness.new_nonce()
         result = sandbox.run(
-            [self.valgrind, "--vgdb=no", "--quiet", *tool_args,
-             *sandbox.python_argv(), *harness.driver_args(mode)],
+            [*valgrind_argv(self.valgrind, tool, out_file), *sandbox.python_argv(), *harness.driver_args(mode)],
             stdin=(nonce + "\n").encode(),
             limits=self.limits,
             env={**sandbox.python_env(), "PYTHONMALLOC": "malloc"},
@@ -108,36 +124,46 @@ class DeterministicBackend:
             record = harness.RunRecord("crash", f"valgrind wrote no {out_file}")
         return record, text
 
-    def measure_one(self, program: Program) -> Measurement:
-        raw: dict = {}
+    def _run_binary(self, binary: bytes, stdin: str, expected: str, tool: str) -> tuple[harness.RunRecord, str]:
+        out_file = f"{tool}.out"
+        record, result = run_binary_test(binary, stdin, expected, self.limits,
+                                         wrapper=valgrind_argv(self.valgrind, tool, out_file), collect=[out_file])
+        text = result.files.get(out_file, b"").decode("utf-8", errors="replace")
+        if record.passed and not text:
+            record = harness.RunRecord("crash", f"valgrind wrote no {out_file}")
+        return record, text
 
-        def give_up(record: harness.RunRecord, step: str) -> Measurement:
-            raw.update(status=record.status, error=record.error, failed_step=step)
-            if self.on_run:
-                self.on_run(program, 0, raw)
-            return failed(program, self.name, record.status, TIME_UNIT, record.error)
-
-        record, text = self._run(program, "callgrind", "once")
-        if not record.passed:
-            return give_up(record, "callgrind")
-        steps = {"callgrind": text}
-        for tool, mode, key in (("callgrind", "setup", "callgrind_base"),
-                                ("massif", "once", "massif"), ("massif", "setup", "massif_base")):
-            record, text = self._run(program, tool, mode)
-            if not record.passed:  # the set-up alone failing, or an out-of-memory under massif
-                return give_up(record, key)
-            steps[key] = text
+    def _profile_binary(self, binary: bytes, stdin: str, expected: str) -> tuple[harness.RunRecord, str, tuple[int, float, float]]:
+        """One test of a binary under callgrind then massif: (verdict, failed tool, (I, peak MB, H))."""
+        texts = {}
+        for tool in TOOLS:
+            record, texts[tool] = self._run_binary(binary, stdin, expected, tool)
+            if not record.passed:
+                return record, tool, (0, 0.0, 0.0)
         try:
-            full, base = callgrind_instructions(steps["callgrind"]), callgrind_instructions(steps["callgrind_base"])
-            peak_mb, heap_full = massif_profile(steps["massif"])
-            _, heap_base = massif_profile(steps["massif_base"])
+            return record, "", (callgrind_instructions(texts["callgrind"]), *massif_profile(texts["massif"]))
         except ValueError as exc:
-            return give_up(harness.RunRecord("crash", f"valgrind output: {exc}"), "parse")
-        instructions = float(full - base)
-        memory_usage = heap_full - heap_base
-        raw.update(status="ok", instructions_full=full, instructions_base=base,
-                   execution_time=instructions, peak_memory_mb=peak_mb,
-                   heap_time_full=heap_full, heap_time_base=heap_base, memory_usage=memory_usage)
+            return harness.RunRecord("crash", f"valgrind output: {exc}"), "parse", (0, 0.0, 0.0)
+
+    def cpp_startup(self, binary: Path) -> tuple[int, float]:
+        """(instructions, heap-time integral) of `binary`'s start-up (see `startup_program`)."""
+        empty = startup_program(binary, self.config.gem5_optimization_flag)
+        if empty not in self._startups:
+            record, step, (instructions, _, heap_time) = self._profile_binary(empty.read_bytes(), "", "")
+            if not record.passed:
+                raise RuntimeError(f"timing.backend: deterministic could not profile the start-up program "
+                                   f"{empty} under {step}: {record.error}")
+            self._startups[empty] = (instructions, heap_time)
+        return self._startups[empty]
+
+    def _give_up(self, program: Program, raw: dict, record: harness.RunRecord, step: str) -> Measurement:
+        raw.update(status=record.status, error=record.error, failed_step=step)
+        if self.on_run:
+            self.on_run(program, 0, raw)
+        return failed(program, self.name, record.status, TIME_UNIT, record.error)
+
+    def _done(self, program: Program, raw: dict, instructions: float, peak_mb: float, memory_usage: float) -> Measurement:
+        raw.update(status="ok", execution_time=instructions, peak_memory_mb=peak_mb, memory_usage=memory_usage)
         if self.on_run:
             self.on_run(program, 0, raw)
         return Measurement(
@@ -152,6 +178,53 @@ class DeterministicBackend:
             sample=program.sample,
             samples=(instructions,),
         )
+
+    def measure_python(self, program: Program) -> Measurement:
+        raw: dict = {}
+        record, text = self._run(program, "callgrind", "once")
+        if not record.passed:
+            return self._give_up(program, raw, record, "callgrind")
+        steps = {"callgrind": text}
+        for tool, mode, key in (("callgrind", "setup", "callgrind_base"),
+                                ("massif", "once", "massif"), ("massif", "setup", "massif_base")):
+            record, text = self._run(program, tool, mode)
+            if not record.passed:  # the set-up alone failing, or an out-of-memory under massif
+                return self._give_up(program, raw, record, key)
+            steps[key] = text
+        try:
+            full, base = callgrind_instructions(steps["callgrind"]), callgrind_instructions(steps["callgrind_base"])
+            peak_mb, heap_full = massif_profile(steps["massif"])
+            _, heap_base = massif_profile(steps["massif_base"])
+        except ValueError as exc:
+            return self._give_up(program, raw, harness.RunRecord("crash", f"valgrind output: {exc}"), "parse")
+        raw.update(instructions_full=full, instructions_base=base, heap_time_full=heap_full, heap_time_base=heap_base)
+        return self._done(program, raw, float(full - base), peak_mb, heap_full - heap_base)
+
+    def measure_cpp(self, program: Program) -> Measurement:
+        raw: dict = {}
+        try:
+            bundle = parse_cpp_program(program)
+            binary_path = compile_cpp(bundle.code, self.config.gem5_optimization_flag)
+        except (CompileError, ValueError) as exc:
+            return self._give_up(program, raw, harness.RunRecord("crash", str(exc)), "compile")
+        base_instructions, base_heap_time = self.cpp_startup(binary_path)
+        binary = binary_path.read_bytes()
+        per_test = []
+        for number, (stdin, expected) in enumerate(bundle.tests):
+            record, step, counts = self._profile_binary(binary, stdin, expected)
+            if not record.passed:
+                error = f"test {number}: {record.error}"
+                return self._give_up(program, raw, harness.RunRecord(record.status, error), f"{step} test {number}")
+            per_test.append(counts)
+        raw.update(instructions_per_test=[i for i, _, _ in per_test], heap_time_per_test=[h for _, _, h in per_test],
+                   instructions_base=base_instructions, heap_time_base=base_heap_time)
+        instructions = float(sum(i - base_instructions for i, _, _ in per_test))
+        memory_usage = sum(h - base_heap_time for _, _, h in per_test)
+        peak_mb = max((peak for _, peak, _ in per_test), default=0.0)
+        return self._done(program, raw, instructions, peak_mb, memory_usage)
+
+    def measure_one(self, program: Program) -> Measurement:
+        return self.measure_cpp(program) if program.language == "cpp" else self.measure_python(program)
 
     def measure(self, programs: Sequence[Program]) -> list[Measurement]:
         return [self.measure_one(program) for program in programs]
