@@ -34,9 +34,14 @@ repro: install
 test: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
+# The calibration benchmarks read the stored tasks and ENAMEL inputs (prepare, pie_tasks: no LLM).
 benchmarks: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/retrieval.py
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/timing_noise.py
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro pie_tasks
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/calibration.py
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/pie_self_speedup.py --backend deterministic
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/pie_self_speedup.py --backend wall
 
 clean-venv:
 	rm -rf $(VENV)

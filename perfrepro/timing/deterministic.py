@@ -59,6 +59,14 @@ def valgrind_argv(valgrind: str, tool: str, out_file: str) -> list[str]:
     return [valgrind, "--vgdb=no", "--quiet", *tool_args]
 
 
+def tool_output(record: harness.RunRecord, result: sandbox.SandboxResult, out_file: str) -> tuple[harness.RunRecord, str]:
+    """The run's verdict and the profile valgrind left in `out_file`; a passing run without one crashed."""
+    text = result.files.get(out_file, b"").decode("utf-8", errors="replace")
+    if record.passed and not text:
+        record = harness.RunRecord("crash", f"valgrind wrote no {out_file}")
+    return record, text
+
+
 def callgrind_instructions(text: str) -> int:
     """Total instructions (Ir) from a callgrind output file."""
     for line in text.splitlines():
@@ -118,20 +126,13 @@ class DeterministicBackend:
             collect=[out_file],
             channel=True,
         )
-        record = harness.read_record(result, nonce)
-        text = result.files.get(out_file, b"").decode("utf-8", errors="replace")
-        if record.passed and not text:
-            record = harness.RunRecord("crash", f"valgrind wrote no {out_file}")
-        return record, text
+        return tool_output(harness.read_record(result, nonce), result, out_file)
 
     def _run_binary(self, binary: bytes, stdin: str, expected: str, tool: str) -> tuple[harness.RunRecord, str]:
         out_file = f"{tool}.out"
         record, result = run_binary_test(binary, stdin, expected, self.limits,
                                          wrapper=valgrind_argv(self.valgrind, tool, out_file), collect=[out_file])
-        text = result.files.get(out_file, b"").decode("utf-8", errors="replace")
-        if record.passed and not text:
-            record = harness.RunRecord("crash", f"valgrind wrote no {out_file}")
-        return record, text
+        return tool_output(record, result, out_file)
 
     def _profile_binary(self, binary: bytes, stdin: str, expected: str) -> tuple[harness.RunRecord, str, tuple[int, float, float]]:
         """One test of a binary under callgrind then massif: (verdict, failed tool, (I, peak MB, H))."""
