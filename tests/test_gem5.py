@@ -54,11 +54,6 @@ def test_unsupported_arch():
         gem5.Gem5Backend(dataclasses.replace(CONFIG, gem5_arch="ARM-neoverse"), client=object())
 
 
-
-    class APIError(Exception):
-        pass
-
-
 def test_missing_image_error(monkeypatch):
     import docker
 

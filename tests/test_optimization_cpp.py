@@ -119,7 +119,6 @@ def test_deterministic_backend_counts_cpp():
     assert (fast.peak_memory_mb - half.peak_memory_mb) * 2**20 == pytest.approx(100_000, abs=32)
     assert fast.memory_usage > half.memory_usage > 0
     # start-up (loading libstdc++: ~1.6M instructions) is the baseline's, not the program's: the
-    # sieve on n = 10 costs the few thousand instructions of scanf, printf and one vector
     # sieve on n = 10 costs the few thousand instructions of scanf, printf and one vector; trial
     # division includes only <cstdio>, so its binary and baseline never load libstdc++
     trial, sieve = raw[0], raw[1]

@@ -1,11 +1,18 @@
 """ENAMEL generator helpers, seeded input generation and the timed program module (no sandbox)."""
 
+import copy
 import random
 
 import pytest
 
 from perfrepro.optimization.helpers import generator_scope, is_probable_prime, rand_parens, rand_primality, rand_probably_prime
-from perfrepro.optimization.inputs import InputGenerationError, TaskInputs, generate_inputs_isolated, generate_task_inputs
+from perfrepro.optimization.inputs import (
+    InputGenerationError,
+    TaskInputs,
+    generate_inputs_isolated,
+    generate_task_inputs,
+    load_function,
+)
 from perfrepro.optimization.measure import statement_imports
 from perfrepro.optimization.programs import build_level_programs, level_key, split_level_key
 from perfrepro.records import OptTask
@@ -148,3 +155,37 @@ def test_helpers_scope_and_keys():
     with pytest.raises(ValueError):
         split_level_key("HumanEval/3")
     assert statement_imports(TASK.statement) == "from typing import List\n"
+
+
+def _tasks_calling_helpers():
+    from pathlib import Path
+
+    from perfrepro.datasets.enamel import load_opt_tasks
+
+    enamel_dir = Path(__file__).resolve().parents[1] / "data" / "raw" / "enamel"
+    helpers = ("rand_parens", "rand_probably_prime", "rand_primality")
+    return [t for t in load_opt_tasks(enamel_dir, include_excluded=True) if any(h in t.input_generator for h in helpers)]
+
+
+HELPER_TASKS = _tasks_calling_helpers()
+
+
+def test_shipped_generators_that_call_helpers_are_the_ones_provenance_lists():
+    # data/raw/enamel/PROVENANCE.md: rand_parens for 1, 6, 56, 61, 119; primes for 13 ... 150
+    listed = {1, 6, 56, 61, 119, 13, 24, 25, 31, 59, 75, 82, 94, 96, 127, 143, 144, 150}
+    assert {int(t.id.split("/")[1]) for t in HELPER_TASKS} == listed
+
+
+@pytest.mark.parametrize("task", HELPER_TASKS, ids=lambda t: t.id)
+def test_real_generator_with_helpers_gives_inputs_the_reference_answers(task):
+    # Checks the helpers' interface with the real generators (keywords, one- and two-bound forms, the
+    # ranges each level asks for); their semantics are the unit tests above. The reference stands in
+    # for the slow side on the large levels (HumanEval/75's canonical handles only a < 100); on level 0
+    # HumanEval's canonical must agree, or pie_tasks would drop those tests.
+    fast_only = OptTask(**{**task.__dict__, "slow_program": task.reference_program})
+    inputs = generate_task_inputs(fast_only, seed=42, tests_per_level=2, call_timeout_s=20.0)
+    assert [t["level"] for t in inputs.tests] == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert inputs.level0_dropped == 0 and inputs.slow_timeouts == 0
+    canonical, check = load_function(task.slow_program, task.entry_point, task.checker, task.id)
+    for test in inputs.by_level(0):
+        assert check(test["args"], test["answer"], canonical(*copy.deepcopy(test["args"]))), test["args"]
