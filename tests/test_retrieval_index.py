@@ -94,3 +94,20 @@ def test_evaluation_end_to_end_through_the_stages(corpus, tmp_path, monkeypatch)
     assert "tiny_slow: trained on 1 slow-variant triplets" in table and "Average Hit Rate @k" in table
     plot = json.loads(Path("metrics/retrieval_hit_at_k.json").read_text())
     assert {"model", "k", "hit"} == set(plot[0])
+
+
+def test_rebuilt_index_answers_like_exact_search(tmp_path):
+    # Random unit vectors in 384 dimensions: a hard corpus for HNSW, where a bounded ef_search
+    # misses neighbours in some builds and not others. The search must be exhaustive instead.
+    rng = np.random.default_rng(0)
+    docs = rng.standard_normal((2000, 384)).astype(np.float32)
+    docs /= np.linalg.norm(docs, axis=1, keepdims=True)
+    queries = rng.standard_normal((200, 384)).astype(np.float32)
+    ids = [f"doc{i:04d}" for i in range(len(docs))]
+    want = [[d for d, *_ in row] for row in ExactIndex(ids, docs).query(queries, 10)]
+    for build in ("first", "second"):
+        ChromaIndex.build(tmp_path / build, ids, docs, [""] * len(ids))
+        index = ChromaIndex.open(tmp_path / build)
+        assert index.collection.configuration["hnsw"]["ef_search"] >= len(ids)  # as persisted
+        got = [[d for d, *_ in row] for row in index.query(queries, 10, include_documents=False)]
+        assert got == want

@@ -1,7 +1,8 @@
 """The chromadb store of all corpus solutions (train and test), in cosine space.
 
 Embeddings are always passed explicitly (the collection has no embedding function), telemetry is
-off, and results are re-sorted by (distance, id) so equal scores come back in a fixed order.
+off, the search is exhaustive (see `hnsw_configuration`) and results are re-sorted by
+(distance, id), so a rebuild answers every query with the same ids in the same order.
 """
 
 from __future__ import annotations
@@ -18,8 +19,19 @@ from tqdm import tqdm
 log = logging.getLogger(__name__)
 
 COLLECTION = "solutions"
-# Generous HNSW settings: on a corpus of a few thousand documents the index is then (near) exact.
-HNSW = {"space": "cosine", "ef_construction": 200, "ef_search": 200, "max_neighbors": 32, "num_threads": 1}
+HNSW = {"space": "cosine", "ef_construction": 200, "max_neighbors": 32, "num_threads": 1}
+# chromadb's HNSW graph differs from build to build, even on one thread, and with a bounded
+# ef_search so do its results: two builds of the default corpus disagreed on 1 of 3,780 top-10
+# ids. With ef_search >= the number of documents the search visits the whole graph, so results
+# equal exact search whatever the graph; on a few thousand documents that costs ~1 ms a query.
+MIN_EF_SEARCH = 200
+
+
+def hnsw_configuration(n_documents: int) -> dict[str, Any]:
+    """The collection's HNSW settings for a corpus of `n_documents`: exhaustive, so reproducible."""
+    return {**HNSW, "ef_search": max(MIN_EF_SEARCH, n_documents)}
+
+
 _BATCH = 1000
 _EXTRA = 10  # fetched beyond k so ties at the k-th place resolve by id
 
@@ -58,7 +70,7 @@ class ChromaIndex:
             raise ValueError(f"ChromaIndex.build: {len(ids)} ids, {len(embeddings)} embeddings, {len(documents)} documents")
         client = _client(path)
         collection = client.create_collection(
-            name=COLLECTION, configuration={"hnsw": HNSW}, metadata={"hnsw:space": "cosine"}, embedding_function=None
+            name=COLLECTION, configuration={"hnsw": hnsw_configuration(len(ids))}, metadata={"hnsw:space": "cosine"}, embedding_function=None
         )
         embeddings = np.asarray(embeddings, dtype=np.float32)
         for start in tqdm(range(0, len(ids), _BATCH), desc="chroma add", unit="batch", leave=False):
