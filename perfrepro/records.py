@@ -70,7 +70,10 @@ class OptTask:
 
 @dataclass(frozen=True)
 class Completion:
-    """One model answer for one task (`sample` numbers the answers of a task for Best@k)."""
+    """One model answer for one task (`sample` numbers the answers of a task for Best@k).
+
+    Only what the model said and how it was asked: no wall-clock field (a request's latency lives
+    in the LLM cache), so the same answers give the same bytes and DVC reruns nothing downstream."""
 
     task_id: str
     sample: int
@@ -83,7 +86,6 @@ class Completion:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     prompt_hash: str = ""  # sha256 of the prompt messages
-    latency_s: float = 0.0  # wall time of the request when it was first answered (kept on cache hits)
 
 
 @dataclass(frozen=True)

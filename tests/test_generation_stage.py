@@ -149,3 +149,17 @@ def test_recorded_backend_with_shots_is_refused_before_any_work(tmp_path):
     result = subprocess.run(command(tmp_path), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
     assert "only works with shots: 0" in result.stderr
+
+
+def test_same_answers_give_the_same_bytes_on_another_machine(tmp_path):
+    # A teammate without our LLM cache (or DVC remote) asks again and gets the same answers, more
+    # slowly: completions.jsonl must not change, or DVC would rerun every stage after generate.
+    outputs = []
+    for delay_s, cache in ((0.0, "cache-here"), (0.2, "cache-there")):
+        with FakeOpenAI(lambda i, body: Reply(delay_s=delay_s)) as server:
+            env = {**setup_workspace(tmp_path, server.base_url, 3), "PERFREPRO_LLM_CACHE": str(tmp_path / cache)}
+            result = subprocess.run(command(tmp_path), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+            assert result.returncode == 0, result.stderr
+            assert server.count == 3  # a cold cache: every request went out
+        outputs.append((tmp_path / "out" / "completions.jsonl").read_bytes())
+    assert outputs[0] == outputs[1]

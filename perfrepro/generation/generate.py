@@ -50,7 +50,6 @@ def to_completion(task: Promptable, result: ChatResult, model: str, retrieved_id
         prompt_tokens=result.prompt_tokens,
         completion_tokens=result.completion_tokens,
         prompt_hash=result.prompt_hash,
-        latency_s=result.latency_s,
     )
 
 
