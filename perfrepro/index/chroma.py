@@ -70,7 +70,10 @@ class ChromaIndex:
             raise ValueError(f"ChromaIndex.build: {len(ids)} ids, {len(embeddings)} embeddings, {len(documents)} documents")
         client = _client(path)
         collection = client.create_collection(
-            name=COLLECTION, configuration={"hnsw": hnsw_configuration(len(ids))}, metadata={"hnsw:space": "cosine"}, embedding_function=None
+            name=COLLECTION,
+            configuration={"hnsw": hnsw_configuration(len(ids))},
+            metadata={"hnsw:space": "cosine"},
+            embedding_function=None,
         )
         embeddings = np.asarray(embeddings, dtype=np.float32)
         for start in tqdm(range(0, len(ids), _BATCH), desc="chroma add", unit="batch", leave=False):
