@@ -57,7 +57,7 @@ def effibench_style(task: Task) -> tuple[float, float, float]:
                         f"check({task.entry_point})\n"
                         "print('UNDER_TEST_S', _t.perf_counter() - _s)\n"])
     sampler = RssSampler(sandbox.sandbox_python(), 0.001)
-    result = sandbox.run([sandbox.sandbox_python(), "-S", "-B", "prog.py"], files={"prog.py": source},
+    result = sandbox.run([sandbox.sandbox_python(), "-S", "-B", "prog.py"], files={**sandbox.python_files(), "prog.py": source},
                          env=sandbox.python_env(), monitor=sampler)
     if result.status != "ok":
         raise RuntimeError(f"{task.id}: effibench-style run failed: {result.error} {result.stderr_tail[-300:]}")

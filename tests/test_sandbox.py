@@ -302,3 +302,17 @@ def test_cheats_do_not_pass(task, name):
 def test_env_refuses_secrets():
     with pytest.raises(ValueError, match="refusing"):
         sandbox.base_env({"OPENAI_API_KEY": "x"})
+
+
+def test_sandboxed_python_imports_its_packages_from_the_run_dir_not_the_venv():
+    # LeetCode preludes import sortedcontainers. Reached through the venv's absolute path, it was
+    # missing for a checkout under /tmp (the run dir is mounted there: every canonical crashed) and
+    # made sys.path, so the deterministic counts, depend on where the project lives.
+    probe = "import sys, sortedcontainers\nprint(sortedcontainers.__file__)\nprint(*sys.path, sep='\\n')\n"
+    result = sandbox.run([*sandbox.python_argv(), "-P", "probe.py"], limits=FAST, env=sandbox.python_env(),
+                         files={**sandbox.python_files(), "probe.py": probe})
+    assert result.ok, result.stderr_tail
+    imported_from, *path = result.stdout_tail.splitlines()
+    assert imported_from.endswith(f"/{sandbox.SANDBOX_LIBRARY}/sortedcontainers/__init__.py")
+    venv = os.path.realpath(os.sys.prefix)
+    assert not [entry for entry in path if os.path.realpath(entry).startswith(venv)], path

@@ -236,7 +236,7 @@ def new_nonce() -> str:
 def driver_files(program: Program) -> dict[str, str]:
     if program.language != "python":
         raise ValueError(f"{program.task_id}: the Python harness can't run a {program.language} program")
-    return {PROGRAM_FILE: program.source, DRIVER_FILE: DRIVER_SOURCE}
+    return {**sandbox.python_files(), PROGRAM_FILE: program.source, DRIVER_FILE: DRIVER_SOURCE}
 
 
 def driver_args(mode: str, min_sample_ms: float = 0.0, samples: int = 1) -> list[str]:

@@ -385,6 +385,7 @@ def run(
     workdir.mkdir()
     for name, content in (files or {}).items():
         target = workdir / name
+        target.parent.mkdir(parents=True, exist_ok=True)
         if isinstance(content, str):
             target.write_text(content, encoding="utf-8")
         else:
@@ -580,12 +581,38 @@ def sandbox_python() -> str:
     )
 
 
-def python_env() -> dict[str, str]:
-    """Env for sandboxed Python: the pipeline's pure-Python packages (e.g. sortedcontainers)."""
-    import sysconfig
+# What sandboxed Python may import beyond the standard library: LeetCode's Python environment,
+# whose task preludes import sortedcontainers. The packages are copied into each run's working dir
+# rather than reached in the venv: a checkout under /tmp would be hidden by the /tmp mount, and
+# every run then has the same sys.path wherever the project lives (the deterministic backend
+# counts the interpreter's path handling too).
+SANDBOX_PACKAGES = ("sortedcontainers",)
+SANDBOX_LIBRARY = "pylib"  # relative: Python resolves it against the run's working dir
 
-    purelib = sysconfig.get_paths()["purelib"]
-    return {"PYTHONPATH": purelib} if os.path.isdir(purelib) else {}
+
+@functools.lru_cache(maxsize=None)
+def _package_files() -> tuple[tuple[str, bytes], ...]:
+    import importlib.util
+
+    files = []
+    for package in SANDBOX_PACKAGES:
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            raise RuntimeError(f"sandboxed programs need the package {package!r} (pip install {package})")
+        root = Path(next(iter(spec.submodule_search_locations)))
+        files += [(f"{SANDBOX_LIBRARY}/{package}/{path.relative_to(root).as_posix()}", path.read_bytes())
+                  for path in sorted(root.rglob("*.py"))]
+    return tuple(files)
+
+
+def python_files() -> dict[str, bytes]:
+    """Files to put in a sandboxed Python run's working dir: the `SANDBOX_PACKAGES`."""
+    return dict(_package_files())
+
+
+def python_env() -> dict[str, str]:
+    """Env for sandboxed Python: the `python_files` packages on its path."""
+    return {"PYTHONPATH": SANDBOX_LIBRARY}
 
 
 def python_argv(interpreter: str | None = None) -> list[str]:
