@@ -96,6 +96,8 @@ def test_evaluation_end_to_end_through_the_stages(corpus, tmp_path, monkeypatch)
     assert {"model", "k", "hit"} == set(plot[0])
 
 
+# chromadb warns when reading back a collection made without an embedding function, as ours are
+@pytest.mark.filterwarnings("ignore:legacy embedding function config:DeprecationWarning")
 def test_rebuilt_index_answers_like_exact_search(tmp_path):
     # Random unit vectors in 384 dimensions: a hard corpus for HNSW, where a bounded ef_search
     # misses neighbours in some builds and not others. The search must be exhaustive instead.
