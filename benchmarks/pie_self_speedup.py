@@ -15,7 +15,7 @@ import time
 
 from perfrepro.config import load_params
 from perfrepro.metrics.optimization import summarize, task_outcomes
-from perfrepro.optimization.measure import measure_tasks
+from perfrepro.optimization.measure import correctness_limits, measure_tasks
 from perfrepro.optimization.tasks import PieTaskDir
 from perfrepro.records import Completion
 from perfrepro.timing.base import make_backend
@@ -34,7 +34,7 @@ def main(argv=None) -> int:
                    for t in tasks]
     config = dataclasses.replace(load_params().timing, backend=args.backend, repeats=args.repeats)
     started = time.perf_counter()
-    measurements = measure_tasks(tasks, task_dir.inputs, completions, make_backend(config))
+    measurements = measure_tasks(tasks, task_dir.inputs, completions, make_backend(config), correctness_limits(config))
     outcomes, _ = task_outcomes(measurements, 1)
     rows = {r.label: r for r in summarize(outcomes, 1)}
     timed = [o for o in outcomes if o.t_generated and o.t_generated[0]]

@@ -3,7 +3,8 @@
 For every task in data/pie/tasks and every timed ENAMEL level (1-3), the slow program (HumanEval
 canonical), the ENAMEL reference and each generated sample (data/pie/completions.jsonl) run on the
 stored inputs under the `timing.backend` backend, in one call per task so the backend interleaves
-them. Writes data/pie/timings/measurements.jsonl (Measurement records, task ids ``<id>@L<level>``),
+them. A generated sample is timed only after one untimed run passes level 0 and every HumanEval+
+input. Writes data/pie/timings/measurements.jsonl (Measurement records, task ids ``<id>@L<level>``),
 runs.jsonl (every raw run) and info.json (backend, counts, wall time, throughput).
 """
 
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from perfrepro.config import ConfigError, load_params
 from perfrepro.io import write_json
-from perfrepro.optimization.measure import measure_tasks
+from perfrepro.optimization.measure import correctness_limits, measure_tasks
 from perfrepro.optimization.tasks import PieTaskDir
 from perfrepro.records import Completion, RecordError, read_jsonl, write_jsonl
 from perfrepro.timing.base import make_backend
@@ -54,7 +55,7 @@ def main(argv=None) -> int:
     except (ConfigError, RecordError, FileNotFoundError, ValueError, RuntimeError) as exc:
         log.error("%s", exc)
         return 1
-    measurements = measure_tasks(tasks, task_dir.inputs, completions, backend)
+    measurements = measure_tasks(tasks, task_dir.inputs, completions, backend, correctness_limits(params.timing))
     args.out.mkdir(parents=True, exist_ok=True)
     write_jsonl(args.out / "measurements.jsonl", measurements)
     write_jsonl(args.out / "runs.jsonl", runs)

@@ -2,9 +2,9 @@
 
 Takes a deterministic subset (`pie.limit_tasks`, chosen by `seed`) of data/prepared/opt_tasks.jsonl,
 runs each task's ENAMEL generator at its four size levels (`pie.tests_per_level` seeded inputs
-per level), answers them with the ENAMEL reference and adds capped HumanEval+ inputs for
-correctness. Every program of the track is measured on these stored inputs. A task whose
-generator or reference fails is skipped; manifest.json records why.
+per level), answers them with the ENAMEL reference and adds the HumanEval+ inputs for correctness.
+Every program of the track is measured on these stored inputs. A task whose generator or
+reference fails is skipped; manifest.json records why.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--opt-tasks", type=Path, default=Path("data/prepared/opt_tasks.jsonl"))
     parser.add_argument("--humanevalplus", type=Path, default=Path("data/raw/humanevalplus/HumanEvalPlus.jsonl.gz"))
     parser.add_argument("--out", type=Path, default=Path("data/pie/tasks"))
-    parser.add_argument("--plus-cap", type=int, default=PLUS_CAP)
+    parser.add_argument("--plus-cap", type=int, default=PLUS_CAP,
+                        help="at most this many HumanEval+ inputs per task, a seeded sample (default: all)")
     return parser.parse_args(argv)
 
 

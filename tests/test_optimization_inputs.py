@@ -14,7 +14,7 @@ from perfrepro.optimization.inputs import (
     load_function,
 )
 from perfrepro.optimization.measure import statement_imports
-from perfrepro.optimization.programs import build_level_programs, level_key, split_level_key
+from perfrepro.optimization.programs import build_correctness_program, build_level_programs, level_key, split_level_key
 from perfrepro.records import OptTask
 
 
@@ -122,22 +122,35 @@ def _exec_program(source):
 
 
 def test_level_programs_run_and_catch_wrong_answers():
-    inputs = generate_task_inputs(TASK, seed=7, tests_per_level=2)
+    inputs = generate_task_inputs(TASK, seed=7, tests_per_level=2, plus_inputs=[[[1, 2]]])
     programs = build_level_programs(TASK, TASK.slow_program, inputs, "slow")
     assert [split_level_key(p.task_id) for p in programs] == [("Toy/1", 1), ("Toy/1", 2), ("Toy/1", 3)]
     for program in programs:
         _exec_program(program.source)["run_tests"]()
-    # wrong on timed tests only: set-up passes, run_tests raises
-    sneaky = "def total(xs):\n    return sum(xs) + (len(xs) > 10)\n"
+    # wrong on the largest inputs only: levels 1-2 and the correctness tests pass, level 3 does not
+    sneaky = "def total(xs):\n    return sum(xs) + (len(xs) > 25)\n"
+    _exec_program(build_level_programs(TASK, sneaky, inputs, "generated", levels=(1,))[0].source)["run_tests"]()
+    _exec_program(build_correctness_program(TASK, sneaky, inputs).source)["run_tests"]()
     level3 = build_level_programs(TASK, sneaky, inputs, "generated", levels=(3,))[0]
-    with pytest.raises(AssertionError, match="wrong answer on timed"):
+    with pytest.raises(AssertionError, match="wrong answer on timed test 0"):
         _exec_program(level3.source)["run_tests"]()
-    # wrong on the correctness-only tests: fails in set-up
-    wrong = build_level_programs(TASK, "def total(xs):\n    return 0\n", inputs, "generated", levels=(1,))[0]
-    with pytest.raises(AssertionError, match="correctness-only"):
-        _exec_program(wrong.source)
     with pytest.raises(NameError):
         _exec_program(build_level_programs(TASK, "x = 1\n", inputs, "generated", levels=(1,))[0].source)
+
+
+def test_correctness_program_holds_level_0_and_every_plus_input_and_timed_programs_hold_neither():
+    inputs = generate_task_inputs(TASK, seed=7, tests_per_level=2, plus_inputs=[[[1, 2]], [[-3]]])
+    # wrong only on the one-element HumanEval+ input: the timed levels cannot see it
+    wrong_on_plus = "def total(xs):\n    return sum(xs) if len(xs) != 1 else 0\n"
+    check = build_correctness_program(TASK, wrong_on_plus, inputs, sample=2)
+    assert split_level_key(check.task_id) == ("Toy/1", 0) and check.role == "generated" and check.sample == 2
+    with pytest.raises(AssertionError, match="wrong answer on correctness test 3"):  # 2 level-0 tests, then plus
+        _exec_program(check.source)["run_tests"]()
+    for level, program in zip((1, 2, 3), build_level_programs(TASK, wrong_on_plus, inputs, "generated")):
+        namespace = _exec_program(program.source)
+        namespace["run_tests"]()
+        assert len(namespace["_TESTS"]) == len(inputs.by_level(level)) == 2  # its own level only
+    assert len(_exec_program(build_correctness_program(TASK, TASK.slow_program, inputs).source)["_TESTS"]) == 2 + 2
 
 
 def test_mutating_program_sees_fresh_inputs():
@@ -189,3 +202,23 @@ def test_real_generator_with_helpers_gives_inputs_the_reference_answers(task):
     canonical, check = load_function(task.slow_program, task.entry_point, task.checker, task.id)
     for test in inputs.by_level(0):
         assert check(test["args"], test["answer"], canonical(*copy.deepcopy(test["args"]))), test["args"]
+
+
+def test_inputs_whose_reference_answer_the_checker_rejects_are_dropped_or_skip_the_task():
+    # Shaped like HumanEval/32: the checker tests a property of the output, not equality with the
+    # answer, and the reference returns inf outside the contract (an all-zero input), which the
+    # checker rejects while it accepts the slow program. A candidate equal to the reference would
+    # fail such a test, so it must not be one.
+    task = OptTask(**{
+        **TASK.__dict__,
+        "reference_program": "def total(xs):\n    return sum(xs) if any(xs) else float('inf')\n",
+        "slow_program": "def total(xs):\n    return sum(xs)\n",
+        "checker": "def __check(input, answer, output):\n    import math\n    return math.isfinite(output) and output == sum(input[0])\n",
+        "input_generator": "def generate_input(size, lid, cid):\n    return ([0] * size if lid == 0 and cid == 0 else [random.randint(1, 9) for _ in range(size)]),\n",
+    })
+    inputs = generate_task_inputs(task, seed=7, tests_per_level=2, plus_inputs=[[[0, 0]], [[1, 2]]])
+    assert inputs.level0_dropped == 1 and [t["level"] for t in inputs.tests] == [0, 1, 1, 2, 2, 3, 3]
+    assert [p["index"] for p in inputs.plus] == [1] and inputs.plus_dropped == 1
+    zeros_on_level_1 = task.input_generator.replace("lid == 0", "lid == 1")
+    with pytest.raises(InputGenerationError, match="level 1 test 0 .*checker rejects the reference's own answer"):
+        generate_task_inputs(OptTask(**{**task.__dict__, "input_generator": zeros_on_level_1}), seed=7, tests_per_level=1)

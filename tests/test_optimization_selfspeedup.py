@@ -11,7 +11,7 @@ import pytest
 from perfrepro.config import TimingConfig
 from perfrepro.metrics.optimization import summarize, task_outcomes
 from perfrepro.optimization.inputs import generate_task_inputs
-from perfrepro.optimization.measure import measure_tasks
+from perfrepro.optimization.measure import correctness_limits, measure_tasks
 from perfrepro.records import Completion
 from perfrepro.timing.base import make_backend
 
@@ -26,7 +26,8 @@ def test_reference_against_itself_is_exactly_one():
     completion = Completion(task_id=task.id, sample=0, model="self", status="ok", code=task.reference_program, response=None)
     config = TimingConfig(backend="deterministic", repeats=1, min_sample_ms=1.0, timeout_s=20.0,
                           memory_limit_mb=1024, rss_interval_ms=1.0)
-    measurements = measure_tasks([task], lambda _: inputs, [completion], make_backend(config), levels=(1,))
+    measurements = measure_tasks([task], lambda _: inputs, [completion], make_backend(config), correctness_limits(config),
+                                 levels=(1,))
     assert all(m.passed for m in measurements), [m.error for m in measurements]
     assert len({m.execution_time for m in measurements}) == 1  # identical instruction counts
     outcomes, excluded = task_outcomes(measurements, samples=1)

@@ -14,7 +14,7 @@ together), so ``elapsed`` and ``ref`` are the level's total times, where ENAMEL 
 over the level's tests. t_slow and t_generated are summed over the levels where the slow program
 passed ("comparable levels"); a task where the slow program passes no level is left out and
 counted. A generated program is correct when it passed every timed level it was measured on
-(the correctness-only tests run in each level's set-up).
+(one that fails the correctness tests, level 0 and HumanEval+, is recorded as failed at every level).
 """
 
 from __future__ import annotations

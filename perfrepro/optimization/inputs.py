@@ -3,13 +3,14 @@
 For each task, `generate_input(size, lid, cid)` runs for every level ``lid`` (size
 ``task.levels[lid]``) and ``cid`` in ``range(tests_per_level)``, with the global ``random`` seeded
 from (seed, task id, lid, cid), so a test never changes when another is added. The reference
-program answers every input; level 0 (correctness only, as in ENAMEL) and the capped HumanEval+
-inputs are checked against the slow program too, so both ends of the speedup agree on them.
-On the timed levels the slow program must agree where it finishes (within ``slow_timeout_s``):
-a task whose slow program is wrong there is skipped.
-Level-0 and HumanEval+ inputs where the slow program and the reference disagree (or either
-raises) are dropped and counted (ENAMEL's level 0 has edge cases some HumanEval canonical
-solutions get wrong, e.g. HumanEval/44 with x = 0).
+program answers every input, and ENAMEL's checker must accept both programs' outputs:
+- level 0 (correctness only, as in ENAMEL) and HumanEval+ inputs where it rejects either output,
+  or either program raises, are dropped and counted: edge cases a HumanEval canonical gets wrong
+  (HumanEval/44 with x = 0) or that lie outside the contract (HumanEval/32's zero polynomial,
+  where even the reference's answer fails the checker);
+- on the timed levels the reference must be accepted and the slow program too where it finishes
+  (within ``slow_timeout_s``); otherwise the task is skipped (HumanEval/122's canonical is wrong
+  on negative numbers, which makes a speedup meaningless).
 
 The work runs in a child process (`generate_inputs_isolated`): generators and programs are
 dataset code, but a hang or a crash must not take the stage down. The result is a pickle
@@ -114,6 +115,14 @@ def load_function(program: str, entry_point: str, checker: str, where: str) -> t
     return namespace[entry_point], namespace["__check"]
 
 
+def _accepts(check: Callable, args: tuple, answer: Any, output: Any) -> bool:
+    """ENAMEL's checker on one output; a checker that raises rejects it."""
+    try:
+        return bool(check(args, answer, copy.deepcopy(output)))
+    except Exception:
+        return False
+
+
 def _as_args(value: Any) -> tuple:
     return tuple(value) if isinstance(value, (tuple, list)) else (value,)
 
@@ -158,6 +167,11 @@ def generate_task_inputs(
                 raise
             except Exception as exc:
                 raise InputGenerationError(f"{where}: reference failed ({type(exc).__name__}: {exc})") from None
+            if not _accepts(check, args, answer, answer):  # outside the contract (HumanEval/32 with xs = [0, 0])
+                if level > 0:
+                    raise InputGenerationError(f"{where}: ENAMEL's checker rejects the reference's own answer")
+                result.level0_dropped += 1
+                continue
             if level > 0 and not slow_too_slow:
                 # The slow side must be right where it finishes: a wrong canonical (HumanEval/122
                 # on negative numbers) makes the task meaningless for a speedup. Too slow is fine.
@@ -176,7 +190,7 @@ def generate_task_inputs(
                 try:
                     with _time_limit(call_timeout_s, f"{where}: slow program"):
                         output = slow(*copy.deepcopy(args))
-                    agree = bool(slow_check(args, answer, output))
+                    agree = _accepts(slow_check, args, answer, output)
                 except Exception:  # raises or hangs on an edge case (HumanEval/64 with "")
                     agree = False
                 if not agree:  # an edge case the canonical gets wrong (HumanEval/44 x=0): drop it
@@ -189,7 +203,7 @@ def generate_task_inputs(
             with _time_limit(plus_timeout_s, f"{task.id} plus input {index}"):
                 answer = reference(*copy.deepcopy(args))
                 output = slow(*copy.deepcopy(args))
-            keep = bool(check(args, answer, output))
+            keep = _accepts(check, args, answer, answer) and _accepts(check, args, answer, output)
         except Exception:  # a contract violation, a disagreement or too slow: not a usable test
             keep = False
         if keep:
@@ -199,10 +213,10 @@ def generate_task_inputs(
     return result
 
 
-def select_plus_inputs(plus_input: Sequence[Any], cap: int, seed: int, task_id: str) -> list[tuple[int, Any]]:
-    """A seeded subset of at most `cap` HumanEval+ inputs, in their original order."""
+def select_plus_inputs(plus_input: Sequence[Any], cap: int | None, seed: int, task_id: str) -> list[tuple[int, Any]]:
+    """A seeded subset of at most `cap` HumanEval+ inputs (None: all), in their original order."""
     indices = list(range(len(plus_input)))
-    if len(indices) > cap:
+    if cap is not None and len(indices) > cap:
         indices = sorted(random.Random(f"{seed}:{task_id}:plus").sample(indices, cap))
     return [(i, plus_input[i]) for i in indices]
 

@@ -1,15 +1,24 @@
 """Measure a PIE-track run: per task, the slow program, the reference and every generated sample,
-at each timed level, in one backend call (so the backend interleaves them over repeats)."""
+at each timed level, in one backend call (so the backend interleaves them over repeats).
+
+A generated candidate is first run once, untimed, on the correctness tests (level 0 and every
+HumanEval+ input, see `build_correctness_program`); one that fails there is recorded as failed at
+every level and never timed. The slow program and the reference need no such run: the
+correctness tests are, by construction, those on which both agree (perfrepro.optimization.inputs).
+"""
 
 from __future__ import annotations
 
 import re
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Sequence
 
 from tqdm import tqdm
 
+from perfrepro.config import TimingConfig
+from perfrepro.execution.harness import RunRecord, run_program
+from perfrepro.execution.sandbox import Limits
 from perfrepro.optimization.inputs import TaskInputs
-from perfrepro.optimization.programs import TIMED_LEVELS, build_level_programs, level_key
+from perfrepro.optimization.programs import TIMED_LEVELS, build_correctness_program, build_level_programs, level_key
 from perfrepro.records import Completion, Measurement, OptTask, Program
 
 ROLES = ("slow", "reference", "generated")
@@ -22,38 +31,57 @@ def statement_imports(statement: str) -> str:
     return "".join(line + "\n" for line in statement.splitlines() if _IMPORT.match(line))
 
 
-def task_programs(
-    task: OptTask,
-    inputs: TaskInputs,
-    completions: Iterable[Completion],
-    levels: Sequence[int] = TIMED_LEVELS,
-) -> tuple[list[Program], list[tuple[Completion, int]]]:
-    """Programs to time for one task, and the (completion, level) pairs that have no code."""
-    programs = build_level_programs(task, task.slow_program, inputs, "slow", 0, levels)
-    programs += build_level_programs(task, task.reference_program, inputs, "reference", 0, levels)
-    missing = []
-    for completion in completions:
-        if completion.status != "ok" or not completion.code:
-            missing += [(completion, level) for level in levels]
-            continue
-        candidate = statement_imports(task.statement) + completion.code
-        programs += build_level_programs(task, candidate, inputs, "generated", completion.sample, levels)
-    return programs, missing
+def correctness_limits(timing: TimingConfig) -> Limits:
+    """The correctness run gets what one timed run gets: `timing.timeout_s` and its memory."""
+    return Limits(timeout_s=timing.timeout_s, memory_mb=timing.memory_limit_mb)
 
 
-def no_code_measurement(completion: Completion, task_id: str, level: int, backend: str, time_unit: str) -> Measurement:
+def check_correctness(task: OptTask, candidate: str, inputs: TaskInputs, sample: int, limits: Limits) -> RunRecord:
+    """The verdict of one untimed sandboxed run of the candidate on the correctness tests."""
+    record, _ = run_program(build_correctness_program(task, candidate, inputs, sample), limits=limits)
+    return record
+
+
+def untimed_failure(completion: Completion, task_id: str, level: int, backend: str, time_unit: str,
+                    status: str, error: str) -> Measurement:
+    """A generated program's level that was not timed (no code, or failed the correctness run)."""
     return Measurement(
         task_id=level_key(task_id, level),
         role="generated",
         backend=backend,
-        status="no_code",
+        status=status,
         execution_time=None,
         time_unit=time_unit,
         peak_memory_mb=None,
         memory_usage=None,
         sample=completion.sample,
-        error=completion.error or "the answer holds no program that defines the entry point",
+        error=error,
     )
+
+
+def task_programs(
+    task: OptTask,
+    inputs: TaskInputs,
+    completions: Iterable[Completion],
+    check: Callable[[str, int], RunRecord],
+    levels: Sequence[int] = TIMED_LEVELS,
+) -> tuple[list[Program], list[tuple[Completion, str, str]]]:
+    """Programs to time for one task, and the (completion, status, error) of the generated
+    programs that will not be timed. `check(candidate, sample)` is the correctness run."""
+    programs = build_level_programs(task, task.slow_program, inputs, "slow", 0, levels)
+    programs += build_level_programs(task, task.reference_program, inputs, "reference", 0, levels)
+    untimed = []
+    for completion in completions:
+        if completion.status != "ok" or not completion.code:
+            untimed.append((completion, "no_code", completion.error or "the answer holds no program that defines the entry point"))
+            continue
+        candidate = statement_imports(task.statement) + completion.code
+        verdict = check(candidate, completion.sample)
+        if not verdict.passed:
+            untimed.append((completion, verdict.status, f"correctness tests (level 0, HumanEval+): {verdict.error}"))
+            continue
+        programs += build_level_programs(task, candidate, inputs, "generated", completion.sample, levels)
+    return programs, untimed
 
 
 def measure_tasks(
@@ -61,6 +89,7 @@ def measure_tasks(
     load_inputs: Callable[[str], TaskInputs],
     completions: Sequence[Completion],
     backend,
+    check_limits: Limits,
     levels: Sequence[int] = TIMED_LEVELS,
 ) -> list[Measurement]:
     """Measurements for every task (slow, reference, generated), in task order."""
@@ -71,10 +100,16 @@ def measure_tasks(
     failures = 0
     bar = tqdm(tasks, desc="measure_pie", unit="task")
     for task in bar:
-        programs, missing = task_programs(task, load_inputs(task.id), by_task.get(task.id, []), levels)
+        inputs = load_inputs(task.id)
+
+        def check(candidate: str, sample: int) -> RunRecord:
+            return check_correctness(task, candidate, inputs, sample, check_limits)
+
+        programs, untimed = task_programs(task, inputs, by_task.get(task.id, []), check, levels)
         measured = backend.measure(programs)
         unit = measured[0].time_unit if measured else ""
-        measured += [no_code_measurement(c, task.id, level, backend.name, unit) for c, level in missing]
+        measured += [untimed_failure(c, task.id, level, backend.name, unit, status, error)
+                     for c, status, error in untimed for level in levels]
         failures += sum(1 for m in measured if not m.passed)
         measurements += measured
         bar.set_postfix(programs=len(measurements), failed=failures)

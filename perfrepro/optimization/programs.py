@@ -1,13 +1,17 @@
-"""Timed programs for ENAMEL tasks: a candidate source plus the task's stored tests.
+"""Programs for ENAMEL tasks: a candidate source plus some of the task's stored tests.
 
-One `Program` per (task, level, role, sample). Its module embeds the tests it needs (the level's
-timed tests, level 0 and the HumanEval+ inputs; pickled, zlib-compressed, base64) because the
-sandbox runs it as another user in a fresh directory mounted on /tmp, where no path of ours is
-guaranteed to be visible. As untimed set-up it loads the candidate in its own namespace (with its
-own copy of the builtins), the task's checker in another (with the task statement's helpers:
-HumanEval/32's checker calls ``poly``), and checks the candidate on the correctness-only tests.
-``run_tests()`` calls the entry point on every test of its level and raises AssertionError when
-ENAMEL's ``__check(input, answer, output)`` rejects an output.
+Two kinds, both Python modules defining ``run_tests()``, which calls the entry point on each of its
+tests and raises AssertionError when ENAMEL's ``__check(input, answer, output)`` rejects an output:
+- timed: one per (task, level, role, sample) (`build_level_programs`), on the level's generated inputs;
+- correctness: one per generated candidate (`build_correctness_program`), on level 0 (ENAMEL's
+  correctness-only level) and every HumanEval+ input; run once, untimed, before any timing
+  (see perfrepro.optimization.measure), so the timed programs carry only their own level.
+
+A module embeds its tests (pickled, zlib-compressed, base64) because the sandbox runs it as another
+user in a fresh directory mounted on /tmp, where no path of ours is guaranteed to be visible. As
+untimed set-up it loads the candidate in its own namespace (with its own copy of the builtins) and
+the task's checker in another (with the task statement's helpers: HumanEval/32's checker calls
+``poly``).
 
 Mutable arguments are copied before each call (the entry point may sort a list in place, and
 ``run_tests`` runs many times in one process); flat lists and dicts with a C-level copy, deeper
@@ -25,7 +29,8 @@ from perfrepro.optimization.inputs import TaskInputs
 from perfrepro.metrics.optimization import LEVEL_SEPARATOR, level_key, split_level_key  # noqa: F401 (re-exported)
 from perfrepro.records import OptTask, Program
 
-TIMED_LEVELS = (1, 2, 3)  # ENAMEL's level 0 checks correctness only
+TIMED_LEVELS = (1, 2, 3)
+CORRECTNESS_LEVEL = 0  # ENAMEL's level 0 checks correctness only
 
 _TEMPLATE = '''\
 import base64 as _base64
@@ -90,37 +95,29 @@ def _run(tests, what):
             raise AssertionError("wrong answer on " + what + " test " + str(number))
 
 
-_TIMED = _prepare(_DATA["timed"])
-_run(_prepare(_DATA["checked"]), "correctness-only")
+_TESTS = _prepare(_DATA)
 del _DATA
 
 
 def run_tests():
-    _run(_TIMED, "timed")
+    _run(_TESTS, {kind!r})
 '''
 
 
-def _pack(data: dict) -> str:
+def _pack(data: list) -> str:
     return base64.b64encode(zlib.compress(pickle.dumps(data, protocol=4), 6)).decode("ascii")
 
 
-def program_source(
-    task: OptTask,
-    candidate: str,
-    inputs: TaskInputs,
-    timed_levels: Sequence[int] = TIMED_LEVELS,
-    check_levels: Sequence[int] = (0,),
-    check_plus: bool = True,
-) -> str:
-    """The Python module a timing backend runs (defines ``run_tests()``)."""
-    timed = [t for t in inputs.tests if t["level"] in timed_levels]
-    checked = [t for t in inputs.tests if t["level"] in check_levels] + (list(inputs.plus) if check_plus else [])
+def program_source(task: OptTask, candidate: str, tests: Sequence[dict], kind: str) -> str:
+    """The Python module a backend runs: ``run_tests()`` checks `candidate` on `tests` (`kind`
+    names them in a wrong-answer message)."""
     return _TEMPLATE.format(
         candidate=candidate,
         statement=task.statement,
         checker=task.checker,
         entry_point=task.entry_point,
-        data=_pack({"timed": timed, "checked": checked}),
+        data=_pack(list(tests)),
+        kind=kind,
     )
 
 
@@ -131,15 +128,25 @@ def build_level_programs(
     role: str,
     sample: int = 0,
     levels: Sequence[int] = TIMED_LEVELS,
-    check_plus: bool = True,
 ) -> list[Program]:
-    """One Program per timed level (task id ``<id>@L<level>``), each with the correctness set-up."""
+    """One timed Program per level (task id ``<id>@L<level>``) on that level's tests."""
     return [
         Program(
             task_id=level_key(task.id, level),
             role=role,
-            source=program_source(task, candidate, inputs, (level,), (0,), check_plus),
+            source=program_source(task, candidate, inputs.by_level(level), "timed"),
             sample=sample,
         )
         for level in levels
     ]
+
+
+def build_correctness_program(task: OptTask, candidate: str, inputs: TaskInputs, sample: int = 0) -> Program:
+    """The untimed correctness Program of a generated candidate (task id ``<id>@L0``): level 0 and
+    every HumanEval+ input."""
+    return Program(
+        task_id=level_key(task.id, CORRECTNESS_LEVEL),
+        role="generated",
+        source=program_source(task, candidate, [*inputs.by_level(CORRECTNESS_LEVEL), *inputs.plus], "correctness"),
+        sample=sample,
+    )

@@ -31,7 +31,9 @@ from perfrepro.records import OptTask, read_jsonl, write_jsonl
 
 log = logging.getLogger(__name__)
 
-PLUS_CAP = 32  # HumanEval+ inputs per task (correctness only); the release has up to 1,000
+# HumanEval+ inputs per task (correctness only; the release has up to 1,000): all of them by default.
+# They go into one untimed run per generated program, never into the timed ones.
+PLUS_CAP: int | None = None
 
 
 def task_slug(task_id: str) -> str:
@@ -86,7 +88,7 @@ def write_pie_tasks(
     seed: int,
     tests_per_level: int,
     plus_inputs: Mapping[str, Sequence[Any]] | None = None,
-    plus_cap: int = PLUS_CAP,
+    plus_cap: int | None = PLUS_CAP,
     timeout_s: float = 900.0,
     call_timeout_s: float = 60.0,
 ) -> dict[str, Any]:
