@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from perfrepro.config import TimingConfig, load_params  # noqa: E402
 from perfrepro.execution import harness, sandbox  # noqa: E402
-from perfrepro.records import Program, Task  # noqa: E402
+from perfrepro.records import Task  # noqa: E402
 from perfrepro.timing.base import make_backend  # noqa: E402
 from perfrepro.timing.wall import RssSampler  # noqa: E402
 
@@ -57,8 +57,8 @@ def effibench_style(task: Task) -> tuple[float, float, float]:
                         f"check({task.entry_point})\n"
                         "print('UNDER_TEST_S', _t.perf_counter() - _s)\n"])
     sampler = RssSampler(sandbox.sandbox_python(), 0.001)
-    result = sandbox.run([sandbox.sandbox_python(), "-S", "-B", "prog.py"], files={**sandbox.python_files(), "prog.py": source},
-                         env=sandbox.python_env(), monitor=sampler)
+    result = sandbox.run([sandbox.sandbox_python(), "-S", "-B", "prog.py"],
+                         files={**sandbox.python_files(), "prog.py": source}, env=sandbox.python_env(), monitor=sampler)
     if result.status != "ok":
         raise RuntimeError(f"{task.id}: effibench-style run failed: {result.error} {result.stderr_tail[-300:]}")
     under = float(result.stdout_tail.split("UNDER_TEST_S")[1].split()[0]) * 1000

@@ -2,9 +2,11 @@
 
 import copy
 import random
+from pathlib import Path
 
 import pytest
 
+from perfrepro.datasets.enamel import load_opt_tasks
 from perfrepro.optimization.helpers import generator_scope, is_probable_prime, rand_parens, rand_primality, rand_probably_prime
 from perfrepro.optimization.inputs import (
     InputGenerationError,
@@ -171,10 +173,6 @@ def test_helpers_scope_and_keys():
 
 
 def _tasks_calling_helpers():
-    from pathlib import Path
-
-    from perfrepro.datasets.enamel import load_opt_tasks
-
     enamel_dir = Path(__file__).resolve().parents[1] / "data" / "raw" / "enamel"
     helpers = ("rand_parens", "rand_probably_prime", "rand_primality")
     return [t for t in load_opt_tasks(enamel_dir, include_excluded=True) if any(h in t.input_generator for h in helpers)]

@@ -23,6 +23,7 @@ correct answer is (the test harness) refine "ok" into ok | wrong_answer.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import logging
 import math
 import os
@@ -592,8 +593,6 @@ SANDBOX_LIBRARY = "pylib"  # relative: Python resolves it against the run's work
 
 @functools.lru_cache(maxsize=None)
 def _package_files() -> tuple[tuple[str, bytes], ...]:
-    import importlib.util
-
     files = []
     for package in SANDBOX_PACKAGES:
         spec = importlib.util.find_spec(package)

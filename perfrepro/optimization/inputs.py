@@ -118,7 +118,7 @@ def load_function(program: str, entry_point: str, checker: str, where: str) -> t
 def _accepts(check: Callable, args: tuple, answer: Any, output: Any) -> bool:
     """ENAMEL's checker on one output; a checker that raises rejects it."""
     try:
-        return bool(check(args, answer, copy.deepcopy(output)))
+        return bool(check(args, answer, output))
     except Exception:
         return False
 
@@ -167,7 +167,7 @@ def generate_task_inputs(
                 raise
             except Exception as exc:
                 raise InputGenerationError(f"{where}: reference failed ({type(exc).__name__}: {exc})") from None
-            if not _accepts(check, args, answer, answer):  # outside the contract (HumanEval/32 with xs = [0, 0])
+            if not _accepts(check, args, answer, copy.deepcopy(answer)):  # outside the contract (HumanEval/32 with xs = [0, 0])
                 if level > 0:
                     raise InputGenerationError(f"{where}: ENAMEL's checker rejects the reference's own answer")
                 result.level0_dropped += 1
@@ -203,7 +203,7 @@ def generate_task_inputs(
             with _time_limit(plus_timeout_s, f"{task.id} plus input {index}"):
                 answer = reference(*copy.deepcopy(args))
                 output = slow(*copy.deepcopy(args))
-            keep = _accepts(check, args, answer, answer) and _accepts(check, args, answer, output)
+            keep = _accepts(check, args, answer, copy.deepcopy(answer)) and _accepts(check, args, answer, output)
         except Exception:  # a contract violation, a disagreement or too slow: not a usable test
             keep = False
         if keep:

@@ -15,13 +15,12 @@ from typing import Callable, Iterable, Sequence
 from tqdm import tqdm
 
 from perfrepro.config import TimingConfig
-from perfrepro.execution.harness import RunRecord, run_program
+from perfrepro.execution.harness import run_program
 from perfrepro.execution.sandbox import Limits
 from perfrepro.optimization.inputs import TaskInputs
 from perfrepro.optimization.programs import TIMED_LEVELS, build_correctness_program, build_level_programs, level_key
 from perfrepro.records import Completion, Measurement, OptTask, Program
 
-ROLES = ("slow", "reference", "generated")
 _IMPORT = re.compile(r"^(?:from\s+\S+\s+import\s+.+|import\s+.+)$")
 
 
@@ -34,12 +33,6 @@ def statement_imports(statement: str) -> str:
 def correctness_limits(timing: TimingConfig) -> Limits:
     """The correctness run gets what one timed run gets: `timing.timeout_s` and its memory."""
     return Limits(timeout_s=timing.timeout_s, memory_mb=timing.memory_limit_mb)
-
-
-def check_correctness(task: OptTask, candidate: str, inputs: TaskInputs, sample: int, limits: Limits) -> RunRecord:
-    """The verdict of one untimed sandboxed run of the candidate on the correctness tests."""
-    record, _ = run_program(build_correctness_program(task, candidate, inputs, sample), limits=limits)
-    return record
 
 
 def untimed_failure(completion: Completion, task_id: str, level: int, backend: str, time_unit: str,
@@ -63,11 +56,11 @@ def task_programs(
     task: OptTask,
     inputs: TaskInputs,
     completions: Iterable[Completion],
-    check: Callable[[str, int], RunRecord],
+    check_limits: Limits,
     levels: Sequence[int] = TIMED_LEVELS,
 ) -> tuple[list[Program], list[tuple[Completion, str, str]]]:
     """Programs to time for one task, and the (completion, status, error) of the generated
-    programs that will not be timed. `check(candidate, sample)` is the correctness run."""
+    programs that will not be timed: no code, or a failed correctness run (sandboxed, untimed)."""
     programs = build_level_programs(task, task.slow_program, inputs, "slow", 0, levels)
     programs += build_level_programs(task, task.reference_program, inputs, "reference", 0, levels)
     untimed = []
@@ -76,7 +69,7 @@ def task_programs(
             untimed.append((completion, "no_code", completion.error or "the answer holds no program that defines the entry point"))
             continue
         candidate = statement_imports(task.statement) + completion.code
-        verdict = check(candidate, completion.sample)
+        verdict, _ = run_program(build_correctness_program(task, candidate, inputs, completion.sample), limits=check_limits)
         if not verdict.passed:
             untimed.append((completion, verdict.status, f"correctness tests (level 0, HumanEval+): {verdict.error}"))
             continue
@@ -100,12 +93,7 @@ def measure_tasks(
     failures = 0
     bar = tqdm(tasks, desc="measure_pie", unit="task")
     for task in bar:
-        inputs = load_inputs(task.id)
-
-        def check(candidate: str, sample: int) -> RunRecord:
-            return check_correctness(task, candidate, inputs, sample, check_limits)
-
-        programs, untimed = task_programs(task, inputs, by_task.get(task.id, []), check, levels)
+        programs, untimed = task_programs(task, load_inputs(task.id), by_task.get(task.id, []), check_limits, levels)
         measured = backend.measure(programs)
         unit = measured[0].time_unit if measured else ""
         measured += [untimed_failure(c, task.id, level, backend.name, unit, status, error)
