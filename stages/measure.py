@@ -36,13 +36,17 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
     args = parse_args(argv)
+    try:
+        isolation = sandbox.require_isolation()  # before any input is read: refuse at once
+    except sandbox.SandboxUnavailable as exc:
+        log.error("%s", exc)
+        return 1
     raw_rows: list[dict] = []
     try:
         params = load_params(args.params)
         tasks = read_jsonl(args.tasks, Task)
         completions = read_jsonl(args.completions, Completion)
         backend = make_backend(params.timing, on_run=lambda p, r, d: raw_rows.append(as_raw_row(p, r, d)))
-        iso = sandbox.isolation()
         interpreter = sandbox.sandbox_python()
     except (ConfigError, RecordError, ValueError, RuntimeError, FileNotFoundError) as exc:
         log.error("%s", exc)
@@ -53,8 +57,8 @@ def main(argv=None) -> int:
     write_json(args.out / "environment.json", {
         "backend": params.timing.backend,
         "timing": params.timing.__dict__,
-        "sandbox_isolation": iso.name,
-        "sandbox_note": iso.note,
+        "sandbox_isolation": isolation.name,
+        "sandbox_note": isolation.note,
         "interpreter": interpreter,
         "platform": platform.platform(),
     })

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from perfrepro.config import ConfigError, load_params
+from perfrepro.execution import sandbox
 from perfrepro.io import write_json
 from perfrepro.optimization.measure import correctness_limits, measure_tasks
 from perfrepro.optimization.tasks import PieTaskDir
@@ -40,6 +41,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
     args = parse_args(argv)
+    try:
+        isolation = sandbox.require_isolation()  # before any input is read: refuse at once
+    except sandbox.SandboxUnavailable as exc:
+        log.error("%s", exc)
+        return 1
     started = time.perf_counter()
     runs: list[dict] = []
 
@@ -62,6 +68,7 @@ def main(argv=None) -> int:
     elapsed = time.perf_counter() - started
     info = {
         "backend": backend.name,
+        "sandbox_isolation": isolation.name,
         "timing": dataclasses.asdict(params.timing),
         "tasks": len(tasks),
         "programs": len(measurements),

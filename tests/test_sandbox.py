@@ -1,18 +1,31 @@
 """Sandbox + harness: adversarial programs end as failure records and touch nothing outside.
 
 Every adversarial "solution" below is run through the real harness and sandbox against a real
-LeetCodeDataset task (tests/fixtures/efficiency_tasks.jsonl). None may pass, the test process
-must survive, and files outside the run's temp dir must be untouched.
+LeetCodeDataset task (tests/fixtures/efficiency_tasks.jsonl). None may pass and the test process
+must survive.
+
+Safe by construction: a hostile payload only ever aims at canaries its test created (a root-only
+file and a world-writable directory under /var/tmp, a `sleep` process in its own process group,
+a listener on loopback), never at a real path or process, and it runs only after a harmless
+probe inside the sandbox showed the isolation it needs (not root, its own PID namespace, no
+network, the canaries unreadable or read-only). A failed probe fails the test loudly: a broken
+sandbox is a red test run, never a deleted disk.
 """
 
 from __future__ import annotations
 
 import glob
+import json
 import os
+import pwd
+import shutil
+import signal
 import socket
+import subprocess
 import tempfile
 import textwrap
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -51,13 +64,6 @@ def test_wrong_answer_is_wrong_answer(task):
     assert record.status == "wrong_answer"
 
 
-def test_isolation_is_detected_and_named():
-    iso = sandbox.isolation()
-    assert iso.name in ("full", "userns", "uid", "none")
-    if os.geteuid() == 0 and iso.name != "full":
-        pytest.skip(f"namespaces not permitted here ({iso.note}); the remaining checks need them")
-
-
 def test_infinite_loop_times_out(task):
     record, result = run_solution(task, """
         class Solution:
@@ -67,22 +73,6 @@ def test_infinite_loop_times_out(task):
     """, Limits(timeout_s=2, memory_mb=1024))
     assert record.status == "timeout"
     assert result.wall_s < 10
-
-
-def test_fork_bomb_is_contained(task):
-    record, _ = run_solution(task, """
-        import ctypes, os
-        ctypes.CDLL(None).prctl(15, b"pr-forkbomb", 0, 0, 0)  # PR_SET_NAME: children inherit it
-        while True:
-            try:
-                os.fork()
-            except OSError:
-                pass
-    """, Limits(timeout_s=3, memory_mb=512, processes=16))
-    assert record.status in ("timeout", "crash", "memory")
-    time.sleep(0.5)
-    survivors = [p for p in psutil.process_iter(["name"]) if p.info["name"] == "pr-forkbomb"]
-    assert survivors == []
 
 
 def test_memory_hog_is_a_memory_failure(task):
@@ -102,67 +92,6 @@ def test_writing_a_gigabyte_is_stopped_and_cleaned_up(task):
     """, Limits(timeout_s=10, memory_mb=1024, file_mb=16))
     assert record.status == "crash"
     assert glob.glob(os.path.join(tempfile.gettempdir(), "perfrepro-sbx-*", "work", "perfrepro-test-big.bin")) == []
-
-
-def test_deleting_files_outside_the_working_dir_fails(task, tmp_path):
-    canaries = []
-    for parent in (tmp_path, Path(tempfile.mkdtemp(dir="/var/tmp"))):
-        os.chmod(parent, 0o777)  # the worst case: a world-writable directory
-        canary = parent / "canary.txt"
-        canary.write_text("keep me")
-        os.chmod(canary, 0o666)
-        canaries.append(canary)
-    try:
-        record, result = run_solution(task, f"""
-            import os, shutil
-            for path in {[str(c) for c in canaries]!r}:
-                try:
-                    os.remove(path)
-                except OSError as exc:
-                    print("refused", exc)
-                try:
-                    shutil.rmtree(os.path.dirname(path))
-                except OSError as exc:
-                    print("refused", exc)
-            for path in ("/work", os.path.expanduser("~root"), "/etc/hostname"):
-                shutil.rmtree(path, ignore_errors=True)
-            raise SystemExit(0)
-        """)
-        assert record.status != "ok"
-        if sandbox.isolation().name != "none":
-            for canary in canaries:
-                assert canary.read_text() == "keep me", result.stdout_tail
-    finally:
-        for canary in canaries:
-            canary.unlink(missing_ok=True)
-        canaries[1].parent.rmdir()
-
-
-def test_network_socket_reaches_nothing(task):
-    if not sandbox.isolation().network_isolated:
-        pytest.skip("network namespaces not permitted here (documented fallback)")
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(1)
-    server.settimeout(0.5)
-    port = server.getsockname()[1]
-    try:
-        record, result = run_solution(task, f"""
-            import socket
-            for host in ("127.0.0.1", "1.1.1.1"):
-                try:
-                    socket.create_connection((host, {port}), timeout=1).sendall(b"leak")
-                    print("CONNECTED", host)
-                except OSError as exc:
-                    print("refused", host, exc)
-            raise RuntimeError("no network")
-        """)
-        assert record.status == "crash"
-        assert "CONNECTED" not in result.stdout_tail
-        with pytest.raises(socket.timeout):
-            server.accept()
-    finally:
-        server.close()
 
 
 def test_environment_and_other_processes_hold_no_secrets(task, monkeypatch):
@@ -192,24 +121,6 @@ def test_printing_100_megabytes_is_cut_off(task):
     assert record.status == "crash"
     assert "output cap" in (record.error or "")
     assert len(result.stdout_tail) <= 2 * Limits().tail_bytes
-
-
-def test_killing_the_parent_process_group_leaves_the_pipeline_alive(task):
-    record, _ = run_solution(task, """
-        import os, signal
-        for attempt in (lambda: os.killpg(os.getpgid(os.getppid()), signal.SIGKILL),
-                        lambda: os.kill(os.getppid(), signal.SIGKILL),
-                        lambda: os.kill(-1, signal.SIGKILL)):
-            try:
-                attempt()
-            except OSError:
-                pass
-        class Solution:
-            def canAliceWin(self, n):
-                return n >= 10
-    """)
-    assert record.status != "ok"
-    assert psutil.Process().is_running()  # and we are here to assert it
 
 
 @pytest.mark.parametrize("exit_call", ["import sys; sys.exit(0)", "import os; os._exit(0)",
@@ -316,3 +227,211 @@ def test_sandboxed_python_imports_its_packages_from_the_run_dir_not_the_venv():
     assert imported_from.endswith(f"/{sandbox.SANDBOX_LIBRARY}/sortedcontainers/__init__.py")
     venv = os.path.realpath(os.sys.prefix)
     assert not [entry for entry in path if os.path.realpath(entry).startswith(venv)], path
+
+
+# ---------------------------------------------------------------------------------------------
+# hostile programs: canaries only, after a probe
+
+
+NOBODY = pwd.getpwnam("nobody")
+SECRET = "perfrepro canary secret: the sandbox must not read this"
+
+
+@dataclass
+class Canaries:
+    """What hostile programs may attack: all made by the test, all removed after it."""
+
+    secret: Path  # 0600, owned by the test's user (root in CI): unreadable by nobody
+    shared_dir: Path  # 0777, world-writable, with `shared_file` (0666) in it
+    shared_file: Path
+    sleeper: subprocess.Popen  # `sleep` in its own process group, same uid as a sandboxed program would be outside a user namespace
+    listener: socket.socket  # on loopback, outside the sandbox's network namespace
+
+    @property
+    def port(self) -> int:
+        return self.listener.getsockname()[1]
+
+    def intact(self) -> bool:
+        return (self.secret.read_text() == SECRET and self.shared_file.read_text() == "keep me"
+                and self.sleeper.poll() is None)
+
+
+@pytest.fixture
+def canaries():
+    # /var/tmp, not tmp_path: the sandbox mounts its run dir over /tmp, so a canary there would be
+    # invisible to it and prove nothing; under /var/tmp it is visible (and must be read-only)
+    root = Path(tempfile.mkdtemp(prefix="perfrepro-canary-", dir="/var/tmp"))
+    os.chmod(root, 0o755)
+    secret = root / "secret.txt"
+    secret.write_text(SECRET)
+    os.chmod(secret, 0o600)
+    shared_dir = root / "shared"
+    shared_dir.mkdir()
+    os.chmod(shared_dir, 0o777)
+    shared_file = shared_dir / "canary.txt"
+    shared_file.write_text("keep me")
+    os.chmod(shared_file, 0o666)
+    drop = (["setpriv", f"--reuid={NOBODY.pw_uid}", f"--regid={NOBODY.pw_gid}", "--clear-groups"]
+            if os.geteuid() == 0 else [])
+    sleeper = subprocess.Popen([*drop, "sleep", "120"], start_new_session=True)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    listener.settimeout(0.5)
+    try:
+        yield Canaries(secret, shared_dir, shared_file, sleeper, listener)
+    finally:
+        listener.close()
+        sleeper.kill()
+        sleeper.wait()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+PROBE = """
+import json, os, socket
+report = {"uid": os.getuid(), "pid_namespace": os.readlink("/proc/self/ns/pid")}
+try:
+    socket.create_connection(("127.0.0.1", PORT), timeout=1).close()
+    report["network"] = True
+except OSError:
+    report["network"] = False
+try:
+    with open(SECRET) as handle:
+        handle.read()
+    report["secret_readable"] = True
+except OSError:
+    report["secret_readable"] = False
+report["shared_writable"] = os.access(SHARED_DIR, os.W_OK) or os.access(SHARED_FILE, os.W_OK)
+print(json.dumps(report))
+"""
+
+
+def prove_isolation(canaries: Canaries) -> None:
+    """Fail (never skip) unless a harmless program in the sandbox shows the isolation that the
+    hostile payloads need: runs as nobody, in its own PID namespace, with no route to the test's
+    listener, unable to read the secret or write the shared canaries."""
+    source = (PROBE.replace("PORT", str(canaries.port)).replace("SHARED_DIR", repr(str(canaries.shared_dir)))
+              .replace("SHARED_FILE", repr(str(canaries.shared_file))).replace("SECRET", repr(str(canaries.secret))))
+    result = sandbox.run([*sandbox.python_argv(), "-c", source], limits=FAST)
+    try:
+        report = json.loads(result.stdout_tail.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        pytest.fail(f"sandbox probe gave no report; hostile payload NOT run: {result}")
+    expected = {"uid": NOBODY.pw_uid, "pid_namespace": "(not ours)", "network": False,
+                "secret_readable": False, "shared_writable": False}
+    ours = os.readlink("/proc/self/ns/pid")
+    broken = {key: report.get(key) for key in expected
+              if (report.get(key) == ours if key == "pid_namespace" else report.get(key) != expected[key])}
+    if broken:
+        pytest.fail(f"sandbox isolation is broken ({broken}); hostile payload NOT run. Probe: {report}")
+    try:  # the probe's connection attempt must not have arrived
+        canaries.listener.accept()
+        pytest.fail("the sandbox probe reached the loopback listener; hostile payload NOT run")
+    except socket.timeout:
+        pass
+
+
+def test_probe_reports_the_isolation_the_payloads_need(canaries):
+    prove_isolation(canaries)
+    assert canaries.intact()
+
+
+def test_program_runs_as_nobody_and_cannot_read_a_root_only_file(task, canaries):
+    prove_isolation(canaries)
+    record, result = run_solution(task, f"""
+        import os
+        print("uid", os.getuid())
+        try:
+            print("read", open({str(canaries.secret)!r}).read())
+        except OSError as exc:
+            print("refused", type(exc).__name__)
+        raise SystemExit(0)
+    """)
+    assert record.status != "ok"
+    assert f"uid {NOBODY.pw_uid}" in result.stdout_tail
+    assert "refused PermissionError" in result.stdout_tail
+    assert SECRET not in result.stdout_tail
+
+
+def test_deleting_and_overwriting_files_outside_the_working_dir_fails(task, canaries):
+    prove_isolation(canaries)
+    record, result = run_solution(task, f"""
+        import os, shutil
+        attempts = [
+            lambda: os.remove({str(canaries.shared_file)!r}),
+            lambda: open({str(canaries.shared_file)!r}, "w").write("gone"),
+            lambda: shutil.rmtree({str(canaries.shared_dir)!r}),
+            lambda: open({str(canaries.secret)!r}, "w").write("gone"),
+            lambda: os.chmod({str(canaries.secret)!r}, 0o666),
+            lambda: shutil.rmtree({str(canaries.secret.parent)!r}),
+        ]
+        for attempt in attempts:
+            try:
+                attempt()
+                print("DONE")
+            except OSError as exc:
+                print("refused", exc.errno)
+        raise SystemExit(0)
+    """)
+    assert record.status != "ok"
+    assert result.stdout_tail.count("refused") == 6, result.stdout_tail
+    assert "DONE" not in result.stdout_tail
+    assert canaries.intact()
+
+
+def test_kill_minus_one_and_killpg_leave_the_canary_process_alive(task, canaries):
+    prove_isolation(canaries)
+    record, result = run_solution(task, f"""
+        import os, signal
+        for attempt in (lambda: os.kill(-1, signal.SIGKILL),
+                        lambda: os.killpg({canaries.sleeper.pid}, signal.SIGKILL),
+                        lambda: os.kill({canaries.sleeper.pid}, signal.SIGKILL),
+                        lambda: os.killpg(os.getpgid(os.getppid()), signal.SIGKILL)):
+            try:
+                attempt()
+            except OSError:
+                pass
+        class Solution:
+            def canAliceWin(self, n):
+                return n >= 10
+    """)
+    assert record.status != "ok"
+    time.sleep(0.2)
+    assert canaries.sleeper.poll() is None, "kill(-1) from the sandbox reached the canary process"
+    assert canaries.intact()
+
+
+def test_network_socket_reaches_nothing(task, canaries):
+    prove_isolation(canaries)
+    record, result = run_solution(task, f"""
+        import socket
+        for host in ("127.0.0.1", "1.1.1.1"):
+            try:
+                socket.create_connection((host, {canaries.port}), timeout=1).sendall(b"leak")
+                print("CONNECTED", host)
+            except OSError as exc:
+                print("refused", host, exc)
+        raise RuntimeError("no network")
+    """)
+    assert record.status == "crash"
+    assert result.stdout_tail.count("refused") == 2 and "CONNECTED" not in result.stdout_tail
+    with pytest.raises(socket.timeout):
+        canaries.listener.accept()
+
+
+def test_fork_bomb_is_contained(task, canaries):
+    prove_isolation(canaries)
+    record, _ = run_solution(task, """
+        import ctypes, os
+        ctypes.CDLL(None).prctl(15, b"pr-forkbomb", 0, 0, 0)  # PR_SET_NAME: children inherit it
+        while True:
+            try:
+                os.fork()
+            except OSError:
+                pass
+    """, Limits(timeout_s=3, memory_mb=512, processes=16))
+    assert record.status in ("timeout", "crash", "memory")
+    time.sleep(0.5)
+    survivors = [p for p in psutil.process_iter(["name"]) if p.info["name"] == "pr-forkbomb"]
+    assert survivors == []
+    assert canaries.intact()

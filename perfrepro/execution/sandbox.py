@@ -1,20 +1,24 @@
-"""Run an untrusted program and always come back with a typed result.
+"""Run an untrusted program and always come back with a typed result, or refuse to run it.
 
-Each run gets: its own session and process group, a fresh working directory, rlimits (CPU seconds,
-address space, processes, file size, open files), a wall timeout that kills the whole group, an
-environment built from scratch (the equivalent of ``env -i``: an allowlist plus a fixed
-``PYTHONHASHSEED``; no API keys, tokens or secrets), capped stdout/stderr, and, where the OS
-allows it, these namespaces and privileges (detected once per process, logged once):
+Each run gets: its own session and process group, a fresh working directory, rlimits (CPU
+seconds, address space, processes, file size, open files), a wall timeout that kills the whole
+group, an environment built from scratch (the equivalent of ``env -i``: an allowlist plus a fixed
+``PYTHONHASHSEED``; no API keys, tokens or secrets), capped stdout/stderr, death with the process
+that started it, and one of these isolation levels (detected once per process by probes that
+check each level's guarantees, logged once):
 
-- ``full`` (root): ``unshare --net --pid --mount`` (no network, no signals outside its own PID
-  namespace, the run's working dir bind-mounted on /tmp so the cwd is always ``/tmp``, the other
-  world-writable directories re-mounted read-only), then ``setpriv`` to an unprivileged uid (``nobody``), so the program can't
-  write outside its working dir and RLIMIT_NPROC applies (root ignores RLIMIT_NPROC); plus a
-  memory + pids cgroup for the whole tree when the cgroup files are writable.
-- ``userns`` (not root, user namespaces allowed): the same namespaces inside a user namespace.
-- ``uid`` (root, no unshare): only the privilege drop; the network is NOT isolated.
-- ``none``: rlimits, timeout and env only; the network is NOT isolated and a program running as
-  the pipeline's user can touch that user's files. Use it only for trusted code.
+- ``full`` (root): ``unshare --net --pid --mount`` with its own /proc (no network, no signals or
+  /proc view outside its PID namespace), the run's working dir mounted on /tmp (the cwd is always
+  ``/tmp``), every other mount read-only, then ``setpriv`` to ``nobody`` (so RLIMIT_NPROC
+  applies); plus a memory + pids cgroup for the whole tree when the cgroup files are writable.
+- ``userns`` (not root, user namespaces allowed): the same namespaces and read-only mounts inside
+  a user namespace; the program is ``nobody`` inside and this user outside.
+- ``uid`` (root, no usable unshare): only the privilege drop to ``nobody``; no namespaces.
+- ``none``: no namespaces and no privilege drop.
+
+The sandbox fails closed: at ``uid`` or ``none`` it refuses to run (``SandboxUnavailable``, whose
+message says what is missing and how to enable it) unless the user opts in with
+``PERFREPRO_ALLOW_UNISOLATED=1``, and at ``none`` as root it refuses even then.
 
 The program's status here is one of ok | timeout | memory | crash; callers that know what a
 correct answer is (the test harness) refine "ok" into ok | wrong_answer.
@@ -22,6 +26,7 @@ correct answer is (the test harness) refine "ok" into ok | wrong_answer.
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import importlib.util
 import logging
@@ -47,9 +52,7 @@ STATUSES = ("ok", "wrong_answer", "timeout", "memory", "crash", "no_code")
 
 FIXED_HASH_SEED = "0"
 _SANDBOX_USER = "nobody"
-# Directories any user may write to: read-only for the program under namespaces, except /tmp,
-# on which the run's working dir is mounted (so the cwd is always /tmp: same paths every run).
-_WORLD_WRITABLE = ("/var/tmp", "/dev/shm", "/run/lock")
+# Under namespaces the run's working dir is mounted on /tmp: the same paths on every run.
 FIXED_CWD = "/tmp"
 
 
@@ -90,85 +93,191 @@ class SandboxResult:
 
 
 # ---------------------------------------------------------------------------------------------
-# isolation detection (once per process)
+# isolation detection (once per process) and the policy that refuses to run without it
+
+ALLOW_UNISOLATED_ENV = "PERFREPRO_ALLOW_UNISOLATED"
+SAFE_LEVELS = ("full", "userns")
+
+
+class SandboxUnavailable(BaseException):
+    """The sandbox refuses to run untrusted code here; the message says what is missing.
+
+    A BaseException, like KeyboardInterrupt: code that records "any Exception" as a failed
+    program must never turn a refusal into a row of failures and go on.
+    """
 
 
 @dataclass(frozen=True)
 class Isolation:
     name: str  # full | userns | uid | none
     prefix: tuple[str, ...]  # argv put before the program's argv
-    uid: int | None  # uid the program runs as, None = ours
+    uid: int | None  # uid that owns the run's files (the program's uid outside), None = ours
     gid: int | None
     network_isolated: bool
+    pid_namespace: bool
+    runs_as_root: bool  # the program's uid on the host is 0
     note: str
+    missing: tuple[str, ...] = ()  # why no stronger level was chosen, each with how to enable it
+
+    @property
+    def safe(self) -> bool:
+        return self.name in SAFE_LEVELS
 
 
+# Runs first inside the namespaces: the run dir on /tmp (so the cwd is /tmp on every run), then
+# every other mount read-only (a bind remount changes only that mount's flags), so the program
+# can write nothing but its run dir whoever it runs as. /proc is the PID namespace's own.
 _MOUNT_SCRIPT = r"""
 set -e
-for d in "$@"; do
-  [ "$d" = "--" ] && break
-  [ -d "$d" ] || continue
-  mount --bind "$d" "$d"
-  mount -o remount,bind,ro "$d"
-done
 mount --bind "$PWD" /tmp
 cd /tmp
-while [ "$1" != "--" ]; do shift; done
-shift
+awk '{print $5}' /proc/self/mountinfo | while read -r mp; do
+  case "$mp" in
+    /tmp|/proc|/proc/*|/sys|/sys/*|/dev|/dev/pts|/dev/mqueue) ;;
+    *) mount -o remount,bind,ro "$mp" 2>/dev/null || true ;;
+  esac
+done
 exec "$@"
+"""
+
+# A harmless probe: what uid it runs as, whether it is PID 1 of its own namespace, how many
+# network interfaces it sees, and whether it can write its run dir but not a shared directory.
+_PROBE_SCRIPT = r"""
+echo "uid=$(id -u)"
+echo "pid=$$"
+echo "interfaces=$(tail -n +3 /proc/net/dev | wc -l)"
+touch ok && echo "workdir=writable"
+if (: > /var/tmp/.perfrepro-probe-$$) 2>/dev/null; then
+  rm -f /var/tmp/.perfrepro-probe-$$; echo "shared=writable"
+else
+  echo "shared=readonly"
+fi
 """
 
 
 def _mount_prefix() -> tuple[str, ...]:
-    return ("/bin/sh", "-c", _MOUNT_SCRIPT, "sandbox-mounts", *_WORLD_WRITABLE, "--")
+    return ("/bin/sh", "-c", _MOUNT_SCRIPT, "sandbox-mounts")
 
 
-def _probe(prefix: Sequence[str]) -> bool:
+def _probe(prefix: Sequence[str]) -> tuple[dict[str, str], str]:
+    """Run the probe under `prefix`: its key=value report (empty when it failed) and stderr."""
     workdir = tempfile.mkdtemp(prefix="perfrepro-probe-")
     try:
         os.chmod(workdir, 0o777)
         done = subprocess.run(
-            [*prefix, "/bin/sh", "-c", "touch ok && ! touch /var/tmp/.perfrepro-probe-$$ 2>/dev/null"],
-            cwd=workdir, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL, timeout=10, env={"PATH": "/usr/bin:/bin"},
+            [*prefix, "/bin/sh", "-c", _PROBE_SCRIPT], cwd=workdir, stdin=subprocess.DEVNULL,
+            capture_output=True, text=True, timeout=20, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
         )
-        return done.returncode == 0 and Path(workdir, "ok").exists()
-    except (OSError, subprocess.SubprocessError):
-        return False
+        report = dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
+        if done.returncode != 0 or not Path(workdir, "ok").exists():
+            return {}, (done.stderr.strip() or f"exit code {done.returncode}")[-500:]
+        return report, done.stderr.strip()[-500:]
+    except (OSError, subprocess.SubprocessError) as exc:
+        return {}, str(exc)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-@functools.cache
-def isolation() -> Isolation:
-    """Detect the strongest isolation this machine allows (cached; logged once)."""
-    unshare, setpriv = shutil.which("unshare"), shutil.which("setpriv")
-    namespaces = ("--net", "--pid", "--fork", "--kill-child", "--mount", "--propagation", "private")
+def _namespaced(report: dict[str, str], uid: int) -> bool:
+    """The probe ran as `uid`, as PID 1 of its namespace, with loopback only, writing only its dir."""
+    return (report.get("uid") == str(uid) and report.get("pid") == "1"
+            and report.get("interfaces") == "1" and report.get("workdir") == "writable"
+            and report.get("shared") == "readonly")
+
+
+_NAMESPACES = ("--net", "--pid", "--fork", "--kill-child", "--mount-proc", "--mount",
+               "--propagation", "private")
+_HOW_TO_OPT_IN = (f"to run trusted code without isolation anyway, set {ALLOW_UNISOLATED_ENV}=1 "
+                  "(never as root)")
+
+
+def detect_isolation() -> Isolation:
+    """The strongest isolation this machine allows, each level chosen only when its probe shows
+    its guarantees hold. Reads PATH for unshare and setpriv (uncached: see `isolation()`)."""
+    # real paths: a PATH entry under /tmp would be hidden by the run dir mounted there
+    unshare, setpriv = (os.path.realpath(found) if (found := shutil.which(tool)) else None
+                        for tool in ("unshare", "setpriv"))
+    user = pwd.getpwnam(_SANDBOX_USER)
+    missing: list[str] = []
     if os.geteuid() == 0:
-        user = pwd.getpwnam(_SANDBOX_USER)
         drop = (setpriv, f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups",
                 "--inh-caps=-all", "--bounding-set=-all", "--") if setpriv else None
-        if unshare and drop and _probe((unshare, *namespaces, *_mount_prefix(), *drop)):
-            chosen = Isolation("full", (unshare, *namespaces, *_mount_prefix(), *drop),
-                               user.pw_uid, user.pw_gid, True,
-                               "network, PID and mount namespaces; runs as nobody")
-        elif drop and _probe(drop):
-            chosen = Isolation("uid", drop, user.pw_uid, user.pw_gid, False,
-                               "unshare not permitted: runs as nobody, network NOT isolated")
-        else:
-            chosen = Isolation("none", (), None, None, False,
-                               "no unshare/setpriv: runs as root, network NOT isolated")
+        if not setpriv:
+            missing.append("setpriv not found on PATH (apt-get install util-linux)")
+        if not unshare:
+            missing.append("unshare not found on PATH (apt-get install util-linux)")
+        if unshare and drop:
+            prefix = (unshare, *_NAMESPACES, *_mount_prefix(), *drop)
+            report, err = _probe(prefix)
+            if _namespaced(report, user.pw_uid):
+                return Isolation("full", prefix, user.pw_uid, user.pw_gid, True, True, False,
+                                 "network, PID and mount namespaces, read-only mounts; runs as nobody")
+            missing.append(f"unshare not permitted or incomplete (probe: {report or err}); a container "
+                           "needs CAP_SYS_ADMIN, e.g. docker run --privileged or --cap-add SYS_ADMIN")
+        if drop:
+            report, err = _probe(drop)
+            if report.get("uid") == str(user.pw_uid) and report.get("workdir") == "writable":
+                return Isolation("uid", drop, user.pw_uid, user.pw_gid, False, False, False,
+                                 "no namespaces: runs as nobody, network NOT isolated", tuple(missing))
+            missing.append(f"setpriv could not drop to {_SANDBOX_USER} (probe: {report or err})")
+        return Isolation("none", (), None, None, False, False, True,
+                         "no namespaces and no privilege drop: would run as root", tuple(missing))
+    if unshare:
+        # a user namespace (mapped root, for the mounts), then a nested one in which the program
+        # runs as nobody; on the host it is this (non-root) user
+        become_nobody = (unshare, "--user", f"--map-user={user.pw_uid}", f"--map-group={user.pw_gid}")
+        prefix = (unshare, "--user", "--map-root-user", *_NAMESPACES, *_mount_prefix(), *become_nobody)
+        report, err = _probe(prefix)
+        if _namespaced(report, user.pw_uid):
+            return Isolation("userns", prefix, None, None, True, True, False,
+                             "user, network, PID and mount namespaces, read-only mounts; nobody "
+                             "inside, this user outside")
+        missing.append(
+            f"user namespaces not permitted (probe: {report or err}); enable them with "
+            "`sysctl -w kernel.apparmor_restrict_unprivileged_userns=0` (Ubuntu 24.04), "
+            "`sysctl -w kernel.unprivileged_userns_clone=1` (older Debian), or run as root")
     else:
-        userns = (unshare, "--user", "--map-root-user", *namespaces) if unshare else None
-        if userns and _probe((*userns, *_mount_prefix())):
-            chosen = Isolation("userns", (*userns, *_mount_prefix()), None, None, True,
-                               "user, network, PID and mount namespaces")
-        else:
-            chosen = Isolation("none", (), None, None, False,
-                               "user namespaces not permitted: network NOT isolated")
-    (log.info if chosen.name in ("full", "userns") else log.warning)(
-        "sandbox isolation: %s (%s)", chosen.name, chosen.note)
+        missing.append("unshare not found on PATH (apt-get install util-linux)")
+    return Isolation("none", (), None, None, False, False, False,
+                     "no namespaces: runs as this user, network NOT isolated", tuple(missing))
+
+
+@functools.cache
+def isolation() -> Isolation:
+    """`detect_isolation()`, once per process, logged once."""
+    chosen = detect_isolation()
+    (log.info if chosen.safe else log.warning)("sandbox isolation: %s (%s)", chosen.name, chosen.note)
     return chosen
+
+
+def unisolated_allowed() -> bool:
+    return os.environ.get(ALLOW_UNISOLATED_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+def refusal(iso: Isolation, allow_unisolated: bool) -> str | None:
+    """Why the sandbox refuses to run untrusted code at level `iso`, or None when it may run."""
+    if iso.safe:
+        return None
+    why = "; ".join(iso.missing) or iso.note
+    if iso.runs_as_root:
+        return (f"sandbox refuses to run untrusted code: isolation '{iso.name}' would run it as "
+                f"root, even with {ALLOW_UNISOLATED_ENV}=1 ({why})")
+    if not allow_unisolated:
+        return (f"sandbox refuses to run untrusted code: no namespace isolation here (level "
+                f"'{iso.name}': {iso.note}). Missing: {why}. Fix that, or {_HOW_TO_OPT_IN}")
+    return None
+
+
+def require_isolation() -> Isolation:
+    """The isolation runs will use; raises SandboxUnavailable (with what to fix) when the sandbox
+    would run untrusted code without namespaces and the user has not opted in, or as root."""
+    iso = isolation()
+    reason = refusal(iso, unisolated_allowed())
+    if reason:
+        raise SandboxUnavailable(reason)
+    if not iso.safe:
+        log.warning("sandbox: running WITHOUT isolation (%s=1): %s", ALLOW_UNISOLATED_ENV, iso.note)
+    return iso
 
 
 # ---------------------------------------------------------------------------------------------
@@ -336,8 +445,15 @@ class _CappedReader(threading.Thread):
         return bytes(self.data[-self.tail:]).decode("utf-8", errors="replace")
 
 
+_libc = ctypes.CDLL(None, use_errno=True)
+_PR_SET_PDEATHSIG = 1
+
+
 def _preexec(limits: Limits, cpu_s: int, cgroup_procs: list[str]) -> Callable[[], None]:
     def setup() -> None:  # runs in the child between fork and exec: no allocation-heavy work
+        # die with the pipeline: a killed stage (SIGTERM, SIGKILL) takes its runs with it; with
+        # namespaces the wrapper's --kill-child then ends the whole PID namespace
+        _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         for procs in cgroup_procs:
             try:
                 with open(procs, "w") as handle:
@@ -378,7 +494,7 @@ def run(
     may be a wrapper of the program: see `isolation()`), and should return once `stopped` is set.
     Never raises for anything the program does; raises OSError only if the run cannot start.
     """
-    iso = isolation()
+    iso = require_isolation()
     cpu_s = limits.cpu_s if limits.cpu_s is not None else math.ceil(limits.timeout_s) + 1
     root = Path(tempfile.mkdtemp(prefix="perfrepro-sbx-"))
     os.chmod(root, 0o711)
@@ -398,7 +514,7 @@ def run(
             os.chown(path, iso.uid, iso.gid)
     os.chmod(workdir, 0o700)
 
-    full_env = base_env(env, home=FIXED_CWD if iso.name in ("full", "userns") else str(workdir))
+    full_env = base_env(env, home=FIXED_CWD if iso.safe else str(workdir))
     channel_r = channel_w = None
     pass_fds: tuple[int, ...] = ()
     if channel:
@@ -483,6 +599,12 @@ def run(
     except subprocess.TimeoutExpired:
         kill_group("timeout")
         proc.wait()
+    except BaseException:  # Ctrl-C or a signal turned into an exception: the run dies with us
+        kill_group("interrupted")
+        stopped.set()
+        cgroup.remove()
+        shutil.rmtree(root, ignore_errors=True)
+        raise
     wall_s = time.perf_counter() - started
     stopped.set()
     try:  # leftovers (daemonized children without namespaces) never outlive the run
