@@ -159,3 +159,20 @@ def test_a_stage_without_isolation_exits_at_once_with_the_message(stage, tmp_pat
     assert done.returncode != 0
     assert "sandbox refuses to run untrusted code" in done.stderr, done.stderr[-2000:]
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("backend_name", ["wall", "deterministic"])
+def test_timing_backends_refuse_too(monkeypatch, backend_name):
+    # valgrind runs inside the same sandbox: no isolation, no count
+    from perfrepro.config import TimingConfig
+    from perfrepro.execution import harness
+    from perfrepro.records import Task, read_jsonl
+    from perfrepro.timing.base import make_backend
+
+    task = next(iter(read_jsonl(Path(__file__).parent / "fixtures" / "efficiency_tasks.jsonl", Task)))
+    unisolated = Isolation("uid", (), None, None, False, False, False, "no namespaces", ("unshare not permitted",))
+    monkeypatch.setattr(sandbox, "isolation", lambda: unisolated)
+    monkeypatch.delenv(sandbox.ALLOW_UNISOLATED_ENV, raising=False)
+    backend = make_backend(TimingConfig(backend_name, 1, 1.0, 20.0, 1024, 1.0))
+    with pytest.raises(SandboxUnavailable, match="unshare not permitted"):
+        backend.measure([harness.canonical_program(task)])

@@ -200,8 +200,10 @@ def detect_isolation() -> Isolation:
     user = pwd.getpwnam(_SANDBOX_USER)
     missing: list[str] = []
     if os.geteuid() == 0:
+        # --pdeathsig after the drop: changing uid clears the parent-death signal that makes the
+        # program die with its wrapper (and the wrapper with the pipeline)
         drop = (setpriv, f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups",
-                "--inh-caps=-all", "--bounding-set=-all", "--") if setpriv else None
+                "--inh-caps=-all", "--bounding-set=-all", "--pdeathsig", "SIGKILL", "--") if setpriv else None
         if not setpriv:
             missing.append("setpriv not found on PATH (apt-get install util-linux)")
         if not unshare:
@@ -225,7 +227,8 @@ def detect_isolation() -> Isolation:
     if unshare:
         # a user namespace (mapped root, for the mounts), then a nested one in which the program
         # runs as nobody; on the host it is this (non-root) user
-        become_nobody = (unshare, "--user", f"--map-user={user.pw_uid}", f"--map-group={user.pw_gid}")
+        become_nobody = (unshare, "--user", f"--map-user={user.pw_uid}", f"--map-group={user.pw_gid}",
+                         *((setpriv, "--pdeathsig", "SIGKILL", "--") if setpriv else ()))
         prefix = (unshare, "--user", "--map-root-user", *_NAMESPACES, *_mount_prefix(), *become_nobody)
         report, err = _probe(prefix)
         if _namespaced(report, user.pw_uid):
