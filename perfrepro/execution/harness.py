@@ -1,10 +1,19 @@
 """Test harness: a Task + a solution -> a Program; and the driver that runs a Program's tests.
 
-A Program's source (`build_program`) is a module whose top level is untimed set-up: it runs the
-task's imports and the solution in the solution's own namespace, the task's imports and full tests
-in another (so a solution can't redefine `check` or the helpers the tests use), each with its own
-copy of the original builtins (so patching `builtins` can't change what the tests see), and
-defines `run_tests()`, which calls `check(candidate)` and raises on any wrong answer.
+A Program's source (`build_program`) is a module whose top level is the harness's untimed set-up:
+it runs the task's imports and full tests in one namespace (so a solution can't redefine `check`
+or the helpers the tests use), runs the task's imports once more for the solution's names, and
+compiles the solution. It defines `run_tests()`, one timed unit: the solution's own module-level
+code executed in a fresh namespace (the imported names copied in, its own copy of the original
+builtins, so patching `builtins` can't change what the tests see), then `check(candidate)`, which
+raises on any wrong answer.
+
+So the solution is charged for all of its own work, and no state of it survives from one call to
+the next: a module-level cache dict, a `functools.cache` on a top-level helper or a class
+attribute dies with its namespace, and work done at import time (precomputed tables, all the
+answers) is paid in every call. What stays uncharged is the harness's own set-up: reading the
+program, building the test namespace, the task's imports, compiling the solution. The canonical
+solution is built and measured the same way.
 
 The driver (`DRIVER_SOURCE`, written next to the program by the timing backends) is the first
 code the sandboxed process runs. It binds what it needs before the program is loaded, reads a
@@ -14,9 +23,12 @@ there, carries the nonce, says ok, and the process exited 0. So `sys.exit(0)` / 
 before the tests, a failed assert, a crash or a timeout can't pass; printing "ok" on stdout
 counts for nothing. A result whose class (defined by the solution) overrides `==` fails too.
 
-Limit (documented, not defended): a program that deliberately walks the interpreter's memory
-(gc, frames) to find the nonce in the driver could forge a record; the process sandbox still
-contains it.
+Limits (documented, not defended): state a solution deliberately stashes in an imported module
+(an attribute of `math`, `sys.modules`, the `builtins` module itself) outlives its namespace, and
+so does a cache it plants in the harness's globals by walking frames; a program that walks the
+interpreter's memory (gc, frames) to find the nonce in the driver could forge a record. The
+process sandbox still contains all of it. Modules a solution imports itself (beyond the task's
+imports) are loaded by its first call and cached by the interpreter after that.
 """
 
 from __future__ import annotations
@@ -33,13 +45,15 @@ PROGRAM_FILE = "program.py"
 DRIVER_FILE = "driver.py"
 
 # How the driver runs the tests: `timed` warms up, auto-ranges an inner loop to at least
-# min_sample_ms and times `samples` loops of that length (the fastest counts); `once` runs the tests once, untimed (the deterministic
-# backend counts instructions from outside); `setup` loads the program only (its baseline).
+# min_sample_ms and times `samples` loops of that length (the fastest counts); `once` runs the
+# tests once, untimed (the deterministic backend counts instructions from outside); `setup` loads
+# the program only: the interpreter and the harness's set-up, never the solution (the baseline).
 MODES = ("timed", "once", "setup")
 
 _PROGRAM_TEMPLATE = '''\
 # perfrepro harness program for task {task_id!r}.
-# Top level = untimed set-up; run_tests() = the timed region, raises on a wrong answer.
+# Top level = the harness's untimed set-up; run_tests() = one timed unit: the solution's own
+# module-level code in a fresh namespace, then the tests; raises on a wrong answer.
 import builtins as _builtins_module
 
 _ORIGINAL_BUILTINS = dict(vars(_builtins_module))
@@ -56,11 +70,21 @@ def _namespace(name):
 # tests first: the names they import are bound before any solution code runs
 _tests_ns = _namespace("__tests__")
 exec(compile(_IMPORTS + "\\n" + _TESTS, "<tests>", "exec"), _tests_ns)
-_solution_ns = _namespace("__solution__")
-exec(compile(_IMPORTS + "\\n" + _SOLUTION, "<solution>", "exec"), _solution_ns)
 _check = _tests_ns["check"]
-_make_candidate = eval(compile("lambda: " + _ENTRY_POINT, "<entry_point>", "eval"), _solution_ns)
-del _solution_ns, _tests_ns
+# the task's imports for the solution, once; each timed call starts from a copy of these names
+_imports_ns = _namespace("__solution__")
+exec(compile(_IMPORTS, "<imports>", "exec"), _imports_ns)
+_IMPORTED = {{name: value for name, value in _imports_ns.items() if name != "__builtins__"}}
+_SOLUTION_CODE = compile(_SOLUTION, "<solution>", "exec")
+_ENTRY_CODE = compile(_ENTRY_POINT, "<entry_point>", "eval")
+del _tests_ns, _imports_ns
+
+
+def _fresh_candidate():
+    namespace = dict(_IMPORTED)
+    namespace["__builtins__"] = dict(_ORIGINAL_BUILTINS)
+    exec(_SOLUTION_CODE, namespace)  # the solution's own top level: charged, every call
+    return eval(_ENTRY_CODE, namespace)
 
 
 def _fair_result(result):
@@ -78,7 +102,7 @@ def _guard(function):
 
 
 def run_tests():
-    _check(_guard(_make_candidate()))
+    _check(_guard(_fresh_candidate()))
 '''
 
 

@@ -5,7 +5,8 @@ sandbox builds the env from nothing, i.e. `env -i`, plus PYTHONHASHSEED=0 and PY
 so massif sees every allocation; cwd is always /tmp under namespace isolation; the real
 interpreter binary, never a shim):
 - callgrind, tests run once  -> I_full instructions (and the pass/fail verdict);
-- callgrind, set-up only     -> I_base;
+- callgrind, set-up only     -> I_base (the interpreter and the harness's set-up, never the
+  solution: its module-level code runs inside the timed unit, see perfrepro.execution.harness);
 - massif --time-unit=i, tests run once -> heap peak, heap-time integral H_full;
 - massif --time-unit=i, set-up only    -> H_base.
 ET = I_full - I_base (instructions), MU = H_full - H_base (MB x instructions), TMU = the heap
@@ -180,20 +181,33 @@ class DeterministicBackend:
             samples=(instructions,),
         )
 
+    def python_instructions(self, program: Program) -> tuple[harness.RunRecord, str, tuple[int, int]]:
+        """Callgrind alone: (verdict, failed step, (I_full, I_base)); ET is I_full - I_base.
+
+        I_full: the tests run once (one timed unit: the solution's top level, then the tests);
+        I_base: the set-up only (the interpreter and the harness, never the solution)."""
+        texts = {}
+        for mode, key in (("once", "callgrind"), ("setup", "callgrind_base")):
+            record, texts[key] = self._run(program, "callgrind", mode)
+            if not record.passed:  # a failing test, or the set-up alone failing
+                return record, key, (0, 0)
+        try:
+            return record, "", (callgrind_instructions(texts["callgrind"]), callgrind_instructions(texts["callgrind_base"]))
+        except ValueError as exc:
+            return harness.RunRecord("crash", f"valgrind output: {exc}"), "parse", (0, 0)
+
     def measure_python(self, program: Program) -> Measurement:
         raw: dict = {}
-        record, text = self._run(program, "callgrind", "once")
+        record, step, (full, base) = self.python_instructions(program)
         if not record.passed:
-            return self._give_up(program, raw, record, "callgrind")
-        steps = {"callgrind": text}
-        for tool, mode, key in (("callgrind", "setup", "callgrind_base"),
-                                ("massif", "once", "massif"), ("massif", "setup", "massif_base")):
+            return self._give_up(program, raw, record, step)
+        steps = {}
+        for tool, mode, key in (("massif", "once", "massif"), ("massif", "setup", "massif_base")):
             record, text = self._run(program, tool, mode)
-            if not record.passed:  # the set-up alone failing, or an out-of-memory under massif
+            if not record.passed:  # an out-of-memory under massif
                 return self._give_up(program, raw, record, key)
             steps[key] = text
         try:
-            full, base = callgrind_instructions(steps["callgrind"]), callgrind_instructions(steps["callgrind_base"])
             peak_mb, heap_full = massif_profile(steps["massif"])
             _, heap_base = massif_profile(steps["massif_base"])
         except ValueError as exc:
