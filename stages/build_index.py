@@ -9,22 +9,26 @@ from pathlib import Path
 
 from perfrepro.embeddings.cache import EmbeddingSet
 from perfrepro.index.chroma import ChromaIndex
+from perfrepro.io import atomic_outputs
+from perfrepro.logs import setup_logging
 
 log = logging.getLogger("build_index")
 
 
 def main(argv=None) -> int:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging("build_index")
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--embeddings", type=Path, default=Path("data/embeddings"))
     parser.add_argument("--out", type=Path, default=Path("data/index"))
     args = parser.parse_args(argv)
     embeddings = EmbeddingSet.load(args.embeddings)
     metadatas = [{"split": d["split"], "source": d["source"], "language": d["language"]} for d in embeddings.documents]
-    index = ChromaIndex.build(
-        args.out, embeddings.ids, embeddings.solutions, [d["solution"] for d in embeddings.documents], metadatas
-    )
-    log.info("indexed %d solutions at %s", len(index), args.out)
+    with atomic_outputs(args.out) as (out,):
+        index = ChromaIndex.build(
+            out, embeddings.ids, embeddings.solutions, [d["solution"] for d in embeddings.documents], metadatas
+        )
+        count = len(index)
+    log.info("indexed %d solutions at %s", count, args.out)
     return 0
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import shutil
 import sys
 from pathlib import Path
 
 from perfrepro.config import load_params
 from perfrepro.embeddings.cache import build_embedding_set
 from perfrepro.embeddings.encoder import load_encoder
+from perfrepro.io import atomic_outputs
+from perfrepro.logs import setup_logging
 from perfrepro.records import CorpusPair, read_jsonl
 
 log = logging.getLogger("embed")
@@ -51,7 +52,7 @@ def parse_args(argv=None):
 
 
 def main(argv=None) -> int:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging("embed")
     args = parse_args(argv)
     params = load_params(args.params).embed
     train = read_jsonl(args.train, CorpusPair)
@@ -67,9 +68,8 @@ def main(argv=None) -> int:
             del slow[cid]
     model = load_encoder(params.max_seq_length)
     embeddings = build_embedding_set(model, pairs, splits, slow, params.batch_size)
-    if args.out.exists():
-        shutil.rmtree(args.out)
-    embeddings.save(args.out)
+    with atomic_outputs(args.out) as (out,):
+        embeddings.save(out)
     log.info("wrote %s: %d pairs (%d train, %d test), %d slow variants", args.out, len(pairs), len(train),
              len(test), len(embeddings.slow_ids))
     return 0

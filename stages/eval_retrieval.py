@@ -21,7 +21,8 @@ from perfrepro.embeddings.adapter import PROTOCOLS, adapter_stem, load_variant
 from perfrepro.embeddings.cache import EmbeddingSet
 from perfrepro.index.chroma import ChromaIndex
 from perfrepro.index.exact import ExactIndex
-from perfrepro.io import read_json, write_json, write_text
+from perfrepro.io import atomic_outputs, read_json, write_json, write_text
+from perfrepro.logs import setup_logging
 from perfrepro.retrieval.evaluation import evaluate_models, hit_plot_rows, markdown_table, metric_key, metrics_json
 
 log = logging.getLogger("eval_retrieval")
@@ -44,7 +45,7 @@ def variant_order(adapters_dir: Path, params_path: Path) -> list[str]:
 
 
 def main(argv=None) -> int:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging("eval_retrieval")
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--embeddings", type=Path, default=Path("data/embeddings"))
     parser.add_argument("--index", type=Path, default=Path("data/index"))
@@ -99,8 +100,7 @@ def main(argv=None) -> int:
     extra = {"queries": len(relevant), "documents": len(embeddings.ids), f"chroma_recall_at_{kmax}": recall}
     result = metrics_json(rows)
     result["retrieval_info"] = {**extra, "training": info}
-    write_json(args.metrics, result)
-    write_json(args.plot, hit_plot_rows(rows, ks))
+    plot_rows = hit_plot_rows(rows, ks)
     header = (
         f"# Retrieval: {len(relevant)} test-split queries (problem statements) against all "
         f"{len(embeddings.ids)} corpus solutions (chromadb, cosine; recall@{kmax} vs exact search {recall:.4f}).\n\n"
@@ -108,7 +108,10 @@ def main(argv=None) -> int:
         f"trained on every row, the test queries included, as the study's notebooks did.\n\n"
     )
     footer = "\n\nNotes:\n\n" + "\n".join(f"- {n}" for n in notes) + "\n" if notes else "\n"
-    write_text(args.table, header + markdown_table(rows, ks) + footer)
+    with atomic_outputs(args.metrics, args.plot, args.table) as (metrics_out, plot_out, table_out):
+        write_json(metrics_out, result)
+        write_json(plot_out, plot_rows)
+        write_text(table_out, header + markdown_table(rows, ks) + footer)
     log.info("wrote %s, %s, %s (%d models x %d ks)", args.metrics, args.table, args.plot, len(rows), len(ks))
     return 0
 

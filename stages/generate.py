@@ -4,8 +4,9 @@ Each task's statement retrieves `shots` performant solutions (query adapter `ret
 chroma index data/index); the EffiBench-style RAG prompt goes to the `llm.backend` model; the
 python block defining the entry point is kept. Writes data/completions/completions.jsonl
 (Completion records). Responses are cached outside the workspace (`llm.cache_dir`, or
-$PERFREPRO_LLM_CACHE), so a rerun sends only what is not cached yet. Exits 1 when more than
-`llm.max_failure_fraction` of the requests failed for good (the records are still written).
+$PERFREPRO_LLM_CACHE), so a rerun sends only what is not cached yet. Exits 1, writing nothing, when
+more than `llm.max_failure_fraction` of the requests failed for good or the endpoint cannot be
+reached (a failed stage leaves no outputs; the responses received are in the cache).
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ import time
 from pathlib import Path
 
 from perfrepro.config import ConfigError, load_params
-from perfrepro.generation.backends import BackendError, check_backend, open_backend
+from perfrepro.generation.backends import BackendError, check_backend, open_backend, preflight_backend
 from perfrepro.generation.generate import generate_completions, status_counts, too_many_failures
 from perfrepro.generation.local_server import LocalServerError
-from perfrepro.generation.runinfo import interrupt_on_sigterm, setup_logging, summary
+from perfrepro.generation.runinfo import interrupt_on_sigterm, summary
 from perfrepro.generation.retrieve import retrieve_examples
+from perfrepro.io import atomic_outputs
+from perfrepro.logs import setup_logging
 from perfrepro.records import Task, read_jsonl, write_jsonl
 
 log = logging.getLogger("generate")
@@ -53,7 +56,7 @@ def recorded_loader(params):
 
 
 def main(argv=None) -> int:
-    setup_logging()
+    setup_logging("generate")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     interrupt_on_sigterm()
@@ -62,6 +65,7 @@ def main(argv=None) -> int:
     try:
         params = load_params(args.params)
         check_backend(params.llm, shots=params.shots)  # before anything expensive
+        preflight_backend(params.llm)  # a wrong llm.base_url fails here, in seconds
         tasks = read_jsonl(args.tasks, Task)
         retrieved = retrieve_examples(
             [(task.id, task.statement) for task in tasks],
@@ -80,12 +84,14 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         log.error("interrupted; responses received so far are cached, a rerun sends only the rest")
         return 130
-    write_jsonl(args.out, completions)
     statuses = status_counts(completions)
-    log.info("%s: %d completions (%s)", args.out, len(completions), ", ".join(f"{k} {v}" for k, v in statuses.items()))
     summary(backend, len(completions), statuses["error"], started)
     if too_many_failures(completions, params.llm.max_failure_fraction):
+        log.error("nothing written: a failed stage leaves no outputs (responses received are cached)")
         return 1
+    with atomic_outputs(args.out) as (out,):
+        write_jsonl(out, completions)
+    log.info("%s: %d completions (%s)", args.out, len(completions), ", ".join(f"{k} {v}" for k, v in statuses.items()))
     return 0
 
 

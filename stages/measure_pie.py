@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import sys
 import time
@@ -20,7 +19,8 @@ from pathlib import Path
 
 from perfrepro.config import ConfigError, load_params
 from perfrepro.execution import sandbox
-from perfrepro.io import write_json
+from perfrepro.io import atomic_outputs, write_json
+from perfrepro.logs import setup_logging
 from perfrepro.optimization.measure import correctness_limits, measure_tasks
 from perfrepro.optimization.tasks import PieTaskDir
 from perfrepro.records import Completion, RecordError, read_jsonl, write_jsonl
@@ -39,7 +39,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
+    setup_logging("measure_pie")
     args = parse_args(argv)
     try:
         isolation = sandbox.require_isolation()  # before any input is read: refuse at once
@@ -62,9 +62,6 @@ def main(argv=None) -> int:
         log.error("%s", exc)
         return 1
     measurements = measure_tasks(tasks, task_dir.inputs, completions, backend, correctness_limits(params.timing))
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_jsonl(args.out / "measurements.jsonl", measurements)
-    write_jsonl(args.out / "runs.jsonl", runs)
     elapsed = time.perf_counter() - started
     info = {
         "backend": backend.name,
@@ -78,8 +75,13 @@ def main(argv=None) -> int:
         "programs_per_minute": round(60.0 * len(measurements) / elapsed, 2) if elapsed else 0.0,
         "tasks_per_minute": round(60.0 * len(tasks) / elapsed, 3) if elapsed else 0.0,
     }
-    write_json(args.out / "info.json", info)
-    log.info("measured: %s", json.dumps(info, sort_keys=True))
+    with atomic_outputs(args.out) as (out,):
+        write_jsonl(out / "measurements.jsonl", measurements)
+        write_jsonl(out / "runs.jsonl", runs)
+        write_json(out / "info.json", info)
+    log.info("%s: %d tasks, %d programs (%d passed), %d raw runs in %.1f s (%s programs/min) -> %s",
+             backend.name, info["tasks"], info["programs"], info["passed"], info["raw_runs"], elapsed,
+             info["programs_per_minute"], args.out)
     return 0
 
 

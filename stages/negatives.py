@@ -3,7 +3,7 @@
 For the first `negatives.limit` train problems in a seeded order, the `negatives.llm` model
 rewrites the performant solution into a behaviour-preserving, less efficient one. Writes
 data/negatives/slow_variants.jsonl rows {"id", "slow_solution" (code or null), "status"}.
-Responses are cached like generate's. Exits 1 when more than
+Responses are cached like generate's. Exits 1, writing nothing, when more than
 `negatives.llm.max_failure_fraction` of the requests failed for good.
 """
 
@@ -19,8 +19,10 @@ from pathlib import Path
 from perfrepro.config import ConfigError, load_params
 from perfrepro.generation.backends import BackendError, open_backend
 from perfrepro.generation.local_server import LocalServerError
-from perfrepro.generation.runinfo import interrupt_on_sigterm, setup_logging, summary
+from perfrepro.generation.runinfo import interrupt_on_sigterm, summary
 from perfrepro.generation.negatives import make_slow_variants, select_pairs
+from perfrepro.io import atomic_outputs
+from perfrepro.logs import setup_logging
 from perfrepro.records import CorpusPair, read_jsonl, write_jsonl
 
 log = logging.getLogger("negatives")
@@ -35,7 +37,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> int:
-    setup_logging()
+    setup_logging("negatives")
     interrupt_on_sigterm()
     args = parse_args(argv)
     started = time.perf_counter()
@@ -46,7 +48,8 @@ def main(argv=None) -> int:
             raise BackendError("negatives.llm.backend: recorded has no slow variants to replay; use local or openai")
         pairs = select_pairs(read_jsonl(args.train, CorpusPair), params.negatives.limit, params.seed)
         if not pairs:
-            write_jsonl(args.out, [])
+            with atomic_outputs(args.out) as (out,):
+                write_jsonl(out, [])
             log.info("negatives.limit is 0: wrote an empty %s", args.out)
             return 0
         with open_backend(llm, key="negatives.llm") as backend:
@@ -57,14 +60,16 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         log.error("interrupted; responses received so far are cached, a rerun sends only the rest")
         return 130
-    write_jsonl(args.out, rows)
     counts = Counter(row["status"] for row in rows)
-    log.info("%s: %d rows (%s)", args.out, len(rows), ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     summary(backend, len(rows), counts["error"], started)
     fraction = counts["error"] / len(rows)
     if fraction > llm.max_failure_fraction:
-        log.error("%.0f%% of requests failed (negatives.llm.max_failure_fraction %.2f)", 100 * fraction, llm.max_failure_fraction)
+        log.error("%.0f%% of requests failed (negatives.llm.max_failure_fraction %.2f); nothing written",
+                  100 * fraction, llm.max_failure_fraction)
         return 1
+    with atomic_outputs(args.out) as (out,):
+        write_jsonl(out, rows)
+    log.info("%s: %d rows (%s)", args.out, len(rows), ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     return 0
 
 

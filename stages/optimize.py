@@ -1,11 +1,13 @@
 """Stage `optimize`: slow programs -> faster rewrites (params: seed, llm, pie.shots, pie.prompt_style, pie.samples).
 
 For each task in data/pie/tasks, the slow program (HumanEval canonical) retrieves `pie.shots` PIE
-slow -> fast pairs (data/raw/pie/py_reference.jsonl, nearest slow side under all-MiniLM-L6-v2,
-most similar last), is put in PIE's prompt shape (`pie.prompt_style`: plain, or PIE's
-performance-conditioned template at 10/10) and sent `pie.samples` times to the `llm.backend`
+slow -> fast pairs (`data.pie_pairs`, nearest slow side under all-MiniLM-L6-v2, most similar
+last), is put in PIE's prompt shape (`pie.prompt_style`: plain, or PIE's performance-conditioned
+template at 10/10) and sent `pie.samples` times to the `llm.backend`
 model. Writes data/pie/completions.jsonl (Completion records, sample-major). Responses are cached
 (`llm.cache_dir`), and so are the PIE embeddings (beside it), so a rerun recomputes nothing.
+`llm.backend: recorded` stops the stage before any work: recorded responses exist only for the
+efficiency tasks. A failed run writes nothing.
 """
 
 from __future__ import annotations
@@ -20,30 +22,35 @@ from pathlib import Path
 from perfrepro.config import ConfigError, load_params
 from perfrepro.datasets.base import DatasetError
 from perfrepro.datasets.pie import load_pairs
-from perfrepro.generation.backends import RECORDED_LABEL, BackendError, check_backend, open_backend
+from perfrepro.generation.backends import BackendError, check_backend, open_backend, preflight_backend
 from perfrepro.generation.cache import resolve_cache_dir
 from perfrepro.generation.local_server import LocalServerError
 from perfrepro.generation.runinfo import interrupt_on_sigterm, summary
 from perfrepro.generation.generate import status_counts, too_many_failures
+from perfrepro.io import atomic_outputs
+from perfrepro.logs import setup_logging
 from perfrepro.optimization.optimize import optimize_tasks, retrieve_pie_examples
 from perfrepro.optimization.prompts import load_conditioned_template
 from perfrepro.optimization.tasks import PieTaskDir
-from perfrepro.records import Completion, RecordError, write_jsonl
+from perfrepro.records import RecordError, write_jsonl
 
 log = logging.getLogger("optimize")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    parser.add_argument("--tasks", type=Path, default=Path("data/pie/tasks"))
-    parser.add_argument("--pie-dir", type=Path, default=Path("data/raw/pie"))
-    parser.add_argument("--out", type=Path, default=Path("data/pie/completions.jsonl"))
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file")
+    parser.add_argument("--tasks", type=Path, default=Path("data/pie/tasks"), help="pie_tasks' output")
+    parser.add_argument("--pairs", type=Path, default=None,
+                        help="PIE slow -> fast pairs (default: data.pie_pairs from the params)")
+    parser.add_argument("--templates", type=Path, default=Path("data/raw/pie/templates"),
+                        help="PIE's prompt templates (pie.prompt_style: conditioned)")
+    parser.add_argument("--out", type=Path, default=Path("data/pie/completions.jsonl"), help="completions file")
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
+    setup_logging("optimize")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     interrupt_on_sigterm()
@@ -53,20 +60,12 @@ def main(argv=None) -> int:
     try:
         params = load_params(args.params)
         pie = params.pie
-        check_backend(params.llm, shots=0)  # before anything expensive
-        if params.llm.backend == "recorded":
-            # The recorded responses answer the efficiency tasks only; so that an experiment with
-            # `-S llm.backend=recorded` still completes, every PIE task gets an explicit failure.
-            log.warning("llm.backend recorded has no responses for the PIE track: every task is recorded as failed")
-            write_jsonl(args.out, [
-                Completion(task_id=task.id, sample=0, model=RECORDED_LABEL, status="error", code=None,
-                           response=None, error="llm.backend recorded has no responses for the PIE track")
-                for task in PieTaskDir(args.tasks).tasks
-            ])
-            return 0
+        # before anything expensive; never a row of errors under the live model's name
+        check_backend(params.llm, shots=0, recorded_available=False, track="PIE track")
+        preflight_backend(params.llm)  # a wrong llm.base_url fails here, in seconds
         tasks = PieTaskDir(args.tasks).tasks
-        template = load_conditioned_template(args.pie_dir / "templates") if pie.prompt_style == "conditioned" else None
-        pairs_file = args.pie_dir / "py_reference.jsonl"
+        template = load_conditioned_template(args.templates) if pie.prompt_style == "conditioned" else None
+        pairs_file = args.pairs or Path(params.data.pie_pairs)
         pairs = load_pairs(pairs_file) if pie.shots > 0 else []
         cache_dir = resolve_cache_dir(params.llm.cache_dir).parent / "pie-embeddings"
         examples = retrieve_pie_examples(tasks, pairs, pie.shots, str(pairs_file), str(cache_dir))
@@ -80,13 +79,15 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         log.error("interrupted; responses received so far are cached, a rerun sends only the rest")
         return 130
-    write_jsonl(args.out, completions)
     statuses = status_counts(completions)
-    log.info("%s: %d completions (%s)", args.out, len(completions), ", ".join(f"{k} {v}" for k, v in statuses.items()))
     if backends:
         summary(backends[-1], len(completions), statuses["error"], started)
     if too_many_failures(completions, params.llm.max_failure_fraction):
+        log.error("nothing written: a failed stage leaves no outputs (responses received are cached)")
         return 1
+    with atomic_outputs(args.out) as (out,):
+        write_jsonl(out, completions)
+    log.info("%s: %d completions (%s)", args.out, len(completions), ", ".join(f"{k} {v}" for k, v in statuses.items()))
     return 0
 
 

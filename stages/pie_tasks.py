@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import shutil
 import sys
 from pathlib import Path
 
 from perfrepro.config import ConfigError, load_params
 from perfrepro.datasets.split import select_subset
+from perfrepro.io import atomic_outputs
+from perfrepro.logs import setup_logging
 from perfrepro.optimization.tasks import PLUS_CAP, load_plus_inputs, write_pie_tasks
 from perfrepro.records import OptTask, RecordError, read_jsonl
 
@@ -35,7 +36,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
+    setup_logging("pie_tasks")
     args = parse_args(argv)
     try:
         params = load_params(args.params)
@@ -45,13 +46,16 @@ def main(argv=None) -> int:
         log.error("%s", exc)
         return 1
     subset = select_subset(tasks, params.pie.limit_tasks, params.seed)
-    if args.out.exists():  # stale pickles of tasks no longer selected must not linger
-        shutil.rmtree(args.out)
-    manifest = write_pie_tasks(subset, args.out, params.seed, params.pie.tests_per_level, plus, args.plus_cap)
-    log.info("%d of %d tasks kept, %d skipped -> %s", len(manifest["kept"]), len(subset), len(manifest["skipped"]), args.out)
-    for item in manifest["skipped"]:
-        log.info("skipped %s: %s", item["task_id"], item["reason"])
-    return 0 if manifest["kept"] else 1
+    # a fresh folder: stale pickles of tasks no longer selected must not linger
+    with atomic_outputs(args.out) as (out,):
+        manifest = write_pie_tasks(subset, out, params.seed, params.pie.tests_per_level, plus, args.plus_cap)
+        log.info("%d of %d tasks kept, %d skipped -> %s", len(manifest["kept"]), len(subset), len(manifest["skipped"]), args.out)
+        for item in manifest["skipped"]:
+            log.info("skipped %s: %s", item["task_id"], item["reason"])
+        if not manifest["kept"]:
+            log.error("no task kept: nothing written")
+            raise SystemExit(1)  # leaves the block by an exception: nothing is written
+    return 0
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@ from perfrepro.datasets import (
     select_subset,
     split_by_problem,
 )
+from perfrepro.io import atomic_outputs
+from perfrepro.logs import setup_logging
 from perfrepro.records import write_jsonl
 
 log = logging.getLogger("prepare")
@@ -34,7 +36,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
+    setup_logging("prepare")
     args = parse_args(argv)
     try:
         params = load_params(args.params)
@@ -46,14 +48,11 @@ def main(argv=None) -> int:
     except (ConfigError, DatasetError) as exc:
         log.error("%s", exc)
         return 1
-    for name, records in (
-        ("corpus_train", train),
-        ("corpus_test", test),
-        ("tasks", tasks),
-        ("opt_tasks", opt_tasks),
-    ):
-        count = write_jsonl(args.out / f"{name}.jsonl", records)
-        log.info("%s.jsonl: %d rows", name, count)
+    outputs = {"corpus_train": train, "corpus_test": test, "tasks": tasks, "opt_tasks": opt_tasks}
+    with atomic_outputs(*(args.out / f"{name}.jsonl" for name in outputs)) as paths:
+        for (name, records), path in zip(outputs.items(), paths):
+            count = write_jsonl(path, records)
+            log.info("%s.jsonl: %d rows", name, count)
     return 0
 
 

@@ -14,7 +14,8 @@ import sys
 from pathlib import Path
 
 from perfrepro.config import ConfigError, load_params
-from perfrepro.io import write_json, write_text
+from perfrepro.io import atomic_outputs, write_json, write_text
+from perfrepro.logs import setup_logging
 from perfrepro.metrics.optimization import optimization_metrics, summarize, task_outcomes
 from perfrepro.report import optimization_table, optimization_task_table
 from perfrepro.records import Measurement, RecordError, read_jsonl
@@ -32,7 +33,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
+    setup_logging("report_pie")
     args = parse_args(argv)
     try:
         params = load_params(args.params)
@@ -42,7 +43,6 @@ def main(argv=None) -> int:
         return 1
     outcomes, excluded = task_outcomes(measurements, params.pie.samples)
     rows = summarize(outcomes, params.pie.samples)
-    write_json(args.metrics, optimization_metrics(rows, len(excluded)))
     lines = [
         "# Optimization track (PIE-style, ENAMEL tasks)",
         "",
@@ -55,7 +55,9 @@ def main(argv=None) -> int:
     if excluded:
         lines += [f"Left out (the slow program passed no timed level): {', '.join(excluded)}.", ""]
     lines += ["## Per task", "", optimization_task_table(outcomes), ""]
-    write_text(args.table, "\n".join(lines))
+    with atomic_outputs(args.metrics, args.table) as (metrics_out, table_out):
+        write_json(metrics_out, optimization_metrics(rows, len(excluded)))
+        write_text(table_out, "\n".join(lines))
     log.info("%s, %s: %d tasks", args.metrics, args.table, len(outcomes))
     print(optimization_table(rows, params.llm.model), file=sys.stderr)
     return 0

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import shutil
 import sys
 from pathlib import Path
 
@@ -17,7 +16,8 @@ from perfrepro.config import AdapterConfig, ConfigError, build, load_params
 from perfrepro.embeddings.adapter import PROTOCOLS, adapter_stem
 from perfrepro.embeddings.cache import EmbeddingSet
 from perfrepro.embeddings.training import NoTrainingDataError, train_variant
-from perfrepro.io import write_json
+from perfrepro.io import atomic_outputs, write_json
+from perfrepro.logs import setup_logging
 
 log = logging.getLogger("train_adapter")
 
@@ -51,7 +51,7 @@ def parse_args(argv=None):
 
 
 def main(argv=None) -> int:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging("train_adapter")
     args, settings = parse_args(argv)
     params = load_params(args.params)
     try:
@@ -61,24 +61,28 @@ def main(argv=None) -> int:
     except ConfigError as exc:
         raise SystemExit(str(exc)) from None
     embeddings = EmbeddingSet.load(args.embeddings)
-    out = args.out_dir / args.variant
-    if out.exists():
-        shutil.rmtree(out)
+    with atomic_outputs(args.out_dir / args.variant) as (out,):  # all protocols or nothing
+        summary = train_protocols(args, config, embeddings, params.seed, out)
+        write_json(out / "summary.json", {"variant": args.variant, "config": vars(config), "protocols": summary})
+    return 0
+
+
+def train_protocols(args, config, embeddings, seed, out) -> dict:
+    """Train every protocol into `out` (the variant's folder); the per-protocol summary."""
     summary = {}
     for protocol in args.protocols.split(","):
         try:
-            adapter, train_log = train_variant(embeddings, config, protocol, params.seed)
+            adapter, train_log = train_variant(embeddings, config, protocol, seed)
         except NoTrainingDataError as exc:
             raise SystemExit(f"adapters.{args.variant} ({protocol}): {exc}") from None
-        stem = adapter_stem(args.out_dir, args.variant, protocol)
+        stem = adapter_stem(out.parent, args.variant, protocol)
         # wall-clock seconds go to the log only, so the same params give byte-identical outs
         saved_log = {k: v for k, v in train_log.items() if k != "seconds"}
         adapter.save(stem, extra={"variant": args.variant, "protocol": protocol, "log": saved_log})
         summary[protocol] = {k: train_log[k] for k in ("n_train", "n_triplets", "data")}
         log.info("%s/%s: %s; loss %s; %.1fs", args.variant, protocol, train_log["data"],
                  [round(x, 4) for x in train_log["loss_per_epoch"]], train_log["seconds"])
-    write_json(out / "summary.json", {"variant": args.variant, "config": vars(config), "protocols": summary})
-    return 0
+    return summary
 
 
 if __name__ == "__main__":

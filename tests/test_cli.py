@@ -5,7 +5,9 @@ one of them under timing.backend=deterministic (trimmed to the keys the tables r
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -26,6 +28,8 @@ from perfrepro.report import (
 )
 
 FIXTURES = Path(__file__).parent / "fixtures"
+REPO = Path(__file__).resolve().parents[1]
+DVC_ENV = {**os.environ, "DVC_NO_ANALYTICS": "1"}
 MODEL = "smollm2-135m-instruct"
 
 
@@ -73,15 +77,15 @@ def test_same_name_with_different_metrics_gets_the_experiment_name():
 def test_recorded_backend_rows_are_labelled():
     params = {"shots": 0, "llm": {"model": "m", "backend": "recorded"}, "timing": {"backend": "wall"}}
     rows = efficiency_experiment_rows([ExperimentResult("x", "x", params, {"metrics/efficiency.json": {"efficiency": {}}})])
-    assert rows[0][0] == "m (recorded responses)"
+    assert rows[0][0] == "leetcodedataset-response"  # where the code came from, not the live model's name
 
 
 def test_efficiency_table_has_the_study_columns_in_order(exp_show):
     text = study_tables(experiments_from_exp_show(exp_show), "efficiency", "github")
     header = next(line for line in text.splitlines() if line.startswith("| Model"))
     cells = [c.strip() for c in header.strip("|").split("|")]
-    assert cells == ["Model", "ET", "NET", "Max_NET", "NET>5", "MU", "NMU", "Max_NMU", "NMU>5", "TMU", "NTMU",
-                     "Max_TMU", "TMU>5", "pass1"]
+    assert cells == ["Model", "ET", "NET", "NET 95% CI", "Max_NET", "NET>5", "MU", "NMU", "NMU 95% CI", "Max_NMU",
+                     "NMU>5", "TMU", "NTMU", "NTMU 95% CI", "Max_TMU", "TMU>5", "pass1"]
     assert "## Retrieval" not in text
 
 
@@ -121,27 +125,52 @@ def test_optimization_rows(exp_show):
     assert names[-1] == "slow (HumanEval canonical) [timing: deterministic]"
 
 
-def test_cli_from_exp_runs_dvc_exp_show(monkeypatch, capsys, exp_show, tmp_path):
-    calls = []
+def git_dvc_repo(path: Path) -> None:
+    for cmd in (["git", "init", "-q"], ["git", "config", "user.email", "t@example.com"],
+                ["git", "config", "user.name", "t"], [cli.find_dvc(), "init", "-q"]):
+        subprocess.run(cmd, cwd=path, check=True, capture_output=True, env=DVC_ENV)
 
-    def fake_run(cmd, cwd, capture_output, text):
-        calls.append((cmd, cwd))
-        return subprocess.CompletedProcess(cmd, 0, json.dumps(exp_show), "")
 
-    monkeypatch.setattr(cli.subprocess, "run", fake_run)
+def write_result(path: Path, result: ExperimentResult) -> None:
+    (path / "params.yaml").write_text(yaml.safe_dump(dict(result.params)))
+    (path / "metrics").mkdir(exist_ok=True)
+    for name, data in result.metrics.items():
+        (path / name).write_text(json.dumps(data))
+
+
+def test_cli_from_exp_runs_real_dvc_exp_show(capsys, exp_show, tmp_path):
+    # A real DVC repo whose commit holds the fixture's workspace, plus one experiment saved with
+    # `dvc exp save` (shots 1 and another NET): `perfrepro table` reads both through `dvc exp show`.
+    git_dvc_repo(tmp_path)
+    workspace = experiments_from_exp_show(exp_show)[0]
+    (tmp_path / "dvc.yaml").write_text("params:\n  - params.yaml\nmetrics:\n"
+                                       + "".join(f"  - {name}\n" for name in workspace.metrics))
+    params = json.loads(json.dumps(dict(workspace.params)))
+    params["shots"] = 3
+    write_result(tmp_path, ExperimentResult("w", "w", params, workspace.metrics))
+    subprocess.run(["git", "add", "-A"], cwd=tmp_path, check=True, capture_output=True)
+    subprocess.run(["git", "commit", "-q", "-m", "base"], cwd=tmp_path, check=True, capture_output=True)
+    params["shots"] = 1
+    metrics = json.loads(json.dumps(workspace.metrics))
+    metrics["metrics/efficiency.json"]["efficiency"]["NET"] = 7.25
+    write_result(tmp_path, ExperimentResult("w", "w", params, metrics))
+    saved = subprocess.run([cli.find_dvc(), "exp", "save", "-n", "shots1"], cwd=tmp_path, capture_output=True,
+                           text=True, env=DVC_ENV)
+    assert saved.returncode == 0, saved.stderr
+
     assert cli.main(["table", "--format", "console", "-C", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert [(Path(cmd[0]).name, cmd[1:], cwd) for cmd, cwd in calls] == [("dvc", ["exp", "show", "--json"], tmp_path)]
     for title in ("## Efficiency", "## Retrieval", "## Optimization (PIE)"):
         assert title in out
-    assert f"rag1_and_{MODEL}" in out and "-----" in out and "| Model" not in out
+    assert f"rag1_and_{MODEL}" in out and f"rag3_and_{MODEL}" in out and "7.25" in out
+    assert "-----" in out and "| Model" not in out
 
 
-def test_cli_reports_a_failing_dvc(monkeypatch, capsys):
-    monkeypatch.setattr(cli.subprocess, "run",
-                        lambda cmd, **kw: subprocess.CompletedProcess(cmd, 1, "", "ERROR: not a dvc repository"))
-    assert cli.main(["table"]) == 1
-    assert "not a dvc repository" in capsys.readouterr().err
+def test_cli_reports_a_failing_dvc(capsys, tmp_path):
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)  # a git repo, but no `dvc init`
+    assert cli.main(["table", "-C", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("perfrepro: ") and "exp show --json exited" in err and "DVC repository" in err
 
 
 def test_cli_from_metrics_reads_the_workspace(tmp_path, capsys, exp_show):
@@ -167,3 +196,60 @@ def test_console_script_help():
     exe = shutil.which("perfrepro", path=str(Path(sys.executable).parent))
     proc = subprocess.run([exe, "table", "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and "--track" in proc.stdout
+    version = subprocess.run([exe, "--version"], capture_output=True, text=True)
+    assert version.returncode == 0 and version.stdout.startswith("perfrepro ")
+    bare = subprocess.run([exe], capture_output=True, text=True)
+    assert bare.returncode == 0 and bare.stdout.startswith("usage: perfrepro")
+
+
+# -- entry points, help, check ------------------------------------------------------------------
+
+
+def run_module(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "perfrepro", *args], cwd=cwd, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
+
+
+def test_python_m_perfrepro_version_and_bare_help():
+    from perfrepro import __version__
+
+    version = run_module("--version")
+    assert version.returncode == 0 and version.stdout.strip() == f"perfrepro {__version__}"
+    bare = run_module()
+    assert bare.returncode == 0 and bare.stdout.startswith("usage: perfrepro")
+    assert "check" in bare.stdout and "table" in bare.stdout and "--version" in bare.stdout
+
+
+def test_every_option_of_every_command_has_help():
+    parser = cli.build_parser()
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    parsers = {"perfrepro": parser, **subparsers.choices}
+    missing = [f"{name} {'/'.join(action.option_strings)}" for name, p in parsers.items() for action in p._actions
+               if action.option_strings and not action.help]
+    assert missing == []
+    assert {c.dest for c in subparsers._choices_actions} == set(subparsers.choices)  # each command has help
+    assert all(c.help for c in subparsers._choices_actions)
+
+
+def test_perfrepro_check_names_a_top_level_typo_and_what_to_do(tmp_path, capsys):
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    for key in ("corpus", "tasks", "enamel_dir", "humanevalplus", "pie_pairs"):
+        params["data"][key] = str(REPO / params["data"][key])
+    params["shotz"] = 2
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    assert cli.main(["check", "--params-only", "-C", str(tmp_path)]) == 1
+    captured = capsys.readouterr()
+    assert "error" in captured.out and "shotz: unknown key; did you mean shots?" in captured.out
+    assert "1 error(s)" in captured.err and "fix the errors above" in captured.err
+
+    del params["shotz"]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    assert cli.main(["check", "-C", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    for topic in ("params", "sandbox", "valgrind", "llama.cpp"):
+        assert f" {topic} " in out
+
+
+def test_perfrepro_check_without_a_params_file_says_where_it_looked(tmp_path, capsys):
+    assert cli.main(["check", "--params-only", "-C", str(tmp_path)]) == 1
+    assert "params file not found" in capsys.readouterr().out

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from perfrepro.config import AdapterConfig, ConfigError, Params, build, load_params
+from perfrepro.config import AdapterConfig, ConfigError, Params, build, load_params, params_errors
 
 PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
 
@@ -79,8 +79,34 @@ def test_unknown_key_is_rejected(tmp_path, raw, path, key):
     for part in path:
         target = target[part]
     target[key] = 1
-    with pytest.raises(ConfigError, match=rf"^{'.'.join(path + (key,))}: unknown key \(expected one of "):
+    with pytest.raises(ConfigError, match=rf"^{'.'.join(path + (key,))}: unknown key(; did you mean \w+\?)? \(expected one of "):
         load_params(write(tmp_path, raw))
+
+
+def test_a_top_level_typo_is_rejected_with_a_suggestion(tmp_path, raw):
+    raw["shotz"] = 2
+    with pytest.raises(ConfigError, match=r"^shotz: unknown key; did you mean shots\? \(expected one of seed, data, "):
+        load_params(write(tmp_path, raw))
+
+
+def test_params_errors_lists_every_bad_section(raw):
+    assert params_errors(raw) == []
+    raw["shotz"] = 2
+    raw["llm"]["modle"] = "x"
+    raw["timing"]["repeats"] = "five"
+    del raw["seed"]
+    errors = params_errors(raw)
+    assert errors[0].startswith("shotz: unknown key; did you mean shots?")
+    assert "seed: missing key" in errors
+    assert any(e.startswith("llm.modle: unknown key; did you mean model?") for e in errors)
+    assert "timing.repeats: expected int, got 'five'" in errors
+    assert len(errors) == 4
+
+
+def test_params_errors_runs_the_range_checks_once_the_types_are_right(raw):
+    raw["shots"] = -1
+    assert params_errors(raw) == ["shots: expected >= 0, got -1"]
+    assert params_errors([1, 2]) == ["params: expected a mapping, got [1, 2]"]
 
 
 @pytest.mark.parametrize("path", [("seed",), ("data", "corpus"), ("timing", "repeats"), ("negatives", "llm", "model")])

@@ -1,16 +1,18 @@
 """ChatClient against a fake OpenAI-compatible server: retries, timeouts, malformed answers,
-the response cache, the concurrency bound and the API key's absence from disk."""
+the response cache, the concurrency bound, the API key's absence from disk, the preflight and the
+circuit breaker (connection failures: a closed loopback port, or a server that hangs up)."""
 
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 import pytest
 from fake_openai_server import FakeOpenAI, Reply, chat_completion
 
 from perfrepro.generation.cache import CACHE_ENV_VAR, ResponseCache, resolve_cache_dir
-from perfrepro.generation.client import ChatClient, ChatRequest, scrub_secret
+from perfrepro.generation.client import BackendError, ChatClient, ChatRequest, EndpointError, scrub_secret
 
 SECRET = "sk-test-DO-NOT-LEAK-0123456789abcdef"
 
@@ -132,7 +134,7 @@ def test_the_api_key_never_reaches_disk_or_errors(tmp_path):
     assert all(r.ok for r in ok)
     assert SECRET not in repr(c)
     files = [p for p in tmp_path.rglob("*") if p.is_file()]
-    assert len(files) == 3
+    assert len(files) == 4  # three answers and the (empty) marker of the endpoint they came from
     for path in files:
         assert SECRET not in path.read_text(encoding="utf-8")
         assert "sk-test" not in path.read_text(encoding="utf-8")
@@ -165,3 +167,124 @@ def test_scrub_secret_masks_keys_and_bearer_tokens():
     text = f"Authorization: Bearer abc.def key={SECRET} Incorrect API key provided: sk-ab***yz."
     cleaned = scrub_secret(text, [SECRET])
     assert SECRET not in cleaned and "abc.def" not in cleaned and "sk-ab" not in cleaned
+
+
+# -- fast failures: preflight and circuit breaker ----------------------------------------------
+
+
+def closed_port_url() -> str:
+    """A loopback URL nothing listens on (the port was just free)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/v1"
+
+
+def test_preflight_on_a_closed_port_raises_naming_the_url_and_sends_nothing(tmp_path):
+    url = closed_port_url()
+    c = ChatClient(model="m", base_url=url, api_key=SECRET, max_retries=3, cache=ResponseCache(tmp_path),
+                   progress=False, config_key="llm")
+    with pytest.raises(EndpointError) as info:
+        c.complete_many(requests(5))
+    message = str(info.value)
+    assert f"cannot reach the LLM endpoint {url}" in message and f"GET {url}/models" in message
+    assert "Connection refused" in message and "check llm.base_url" in message
+    assert c.stats.http_attempts == 0  # no chat request was tried
+    assert isinstance(info.value, BackendError)  # stages catch it with the other configuration errors
+
+
+def test_preflight_is_skipped_when_every_request_is_cached(tmp_path):
+    with FakeOpenAI() as server:
+        client(server, tmp_path).complete_many(requests(3))
+        gets = server.gets
+        base_url = server.base_url
+    assert gets == 1  # one preflight for the whole batch
+    offline = ChatClient(model="fake-model", base_url=base_url, api_key=SECRET, temperature=0.0, max_tokens=32,
+                         seed=1, cache=ResponseCache(tmp_path), progress=False)
+    results = offline.complete_many(requests(3))  # the server is gone: only the cache answers
+    assert all(r.ok and r.cached for r in results)
+
+
+def test_check_endpoint_fails_at_once_unless_the_cache_holds_answers_of_that_endpoint(tmp_path, caplog):
+    with FakeOpenAI() as server:
+        client(server, tmp_path).complete_many(requests(2))
+        base_url = server.base_url
+    # the server is gone; the cache holds answers from it: warn and go on, the cache answers
+    cached = ChatClient(model="fake-model", base_url=base_url, api_key=SECRET, temperature=0.0, max_tokens=32,
+                        seed=1, cache=ResponseCache(tmp_path), progress=False)
+    cached.check_endpoint()
+    assert "the cache holds answers from this endpoint" in caplog.text
+    assert all(r.cached for r in cached.complete_many(requests(2)))
+    with pytest.raises(EndpointError, match="cannot reach the LLM endpoint"):  # a miss needs the server
+        cached.complete_many(requests(3))
+    # another model at that URL has nothing cached: fail at once
+    other = ChatClient(model="other-model", base_url=base_url, api_key=SECRET, cache=ResponseCache(tmp_path),
+                       progress=False)
+    with pytest.raises(EndpointError, match=f"cannot reach the LLM endpoint {base_url}"):
+        other.check_endpoint()
+
+
+def test_preflight_runs_once_per_client(tmp_path):
+    with FakeOpenAI() as server:
+        c = client(server)
+        c.complete_many(requests(2))
+        c.complete_many(requests(3))
+    assert server.gets == 1 and server.count == 5
+
+
+def test_preflight_rejects_a_bad_key_without_sending_requests(tmp_path):
+    denied = lambda: Reply(status=401, body={"error": {"message": f"invalid key {SECRET}"}})
+    with FakeOpenAI(models=denied) as server:
+        with pytest.raises(EndpointError, match=r"rejected the API key \(HTTP 401") as info:
+            client(server, tmp_path).complete_many(requests(2))
+        assert server.count == 0
+    assert SECRET not in str(info.value)
+
+
+def test_preflight_404_and_an_unlisted_model_warn_and_go_on(tmp_path, caplog):
+    with FakeOpenAI(models=lambda: Reply(status=404, body={"error": "no route"})) as server:
+        results = client(server).complete_many(requests(2))
+    assert all(r.ok for r in results)
+    assert "answered HTTP 404" in caplog.text and "is /v1 missing" in caplog.text
+    caplog.clear()
+    with FakeOpenAI(models=lambda: Reply(body={"data": [{"id": "other-model"}]})) as server:
+        assert all(r.ok for r in client(server).complete_many(requests(1)))
+    assert "does not list the model 'fake-model'" in caplog.text and "other-model" in caplog.text
+
+
+def test_circuit_breaker_stops_after_consecutive_connection_failures(tmp_path):
+    # The server answers the preflight, then drops every chat request without an answer.
+    with FakeOpenAI(lambda n, body: Reply() if n < 2 else Reply(drop=True)) as server:
+        c = client(server, tmp_path, max_retries=1, circuit_breaker=3)
+        with pytest.raises(EndpointError) as info:
+            c.complete_many(requests(6))
+        sent = server.count
+    message = str(info.value)
+    assert message.startswith(f"stopped after 3 consecutive connection failures to {server.base_url}")
+    assert "check llm.base_url" in message and "cached" in message
+    # two answered, then request 3 (2 attempts) and request 4 (1 attempt): the breaker trips at 3
+    assert sent == 5 and c.stats.http_attempts == 5
+    assert len(ResponseCache(tmp_path)) == 2  # what was received is kept
+
+
+def test_circuit_breaker_with_concurrent_requests_stops_every_worker(tmp_path):
+    with FakeOpenAI(lambda n, body: Reply(drop=True)) as server:
+        c = client(server, tmp_path, max_retries=5, concurrency=3, circuit_breaker=4,
+                    backoff_base_s=0.5, backoff_max_s=2.0)
+        with pytest.raises(EndpointError, match="consecutive connection failures"):
+            c.complete_many(requests(12))
+        # the workers sleeping in backoff woke up and stopped: far fewer than 12 x 6 attempts
+        assert server.count < 12
+
+
+def test_connection_failures_between_answers_do_not_trip_the_breaker(tmp_path):
+    # drop, drop, answer, drop, drop, answer...: never 3 in a row
+    with FakeOpenAI(lambda n, body: Reply() if n % 3 == 2 else Reply(drop=True)) as server:
+        results = client(server, tmp_path, max_retries=2, circuit_breaker=3).complete_many(requests(3))
+    assert all(r.ok for r in results) and server.count == 9
+
+
+def test_a_connection_error_names_the_url(tmp_path):
+    with FakeOpenAI(lambda n, body: Reply(drop=True)) as server:
+        result = client(server, tmp_path, max_retries=0).complete(requests(1)[0])
+    assert not result.ok and f"connection error to {server.base_url}" in result.error

@@ -1,12 +1,14 @@
 """The generate stage as a subprocess against a fake OpenAI-compatible server: killed midway and
-rerun, it sends only the missing requests; the API key never reaches disk; too many failures
-exit non-zero."""
+rerun, it sends only the missing requests; the API key never reaches disk; too many failures,
+a wrong base_url (a closed loopback port) and a server that stops answering exit non-zero and
+write nothing, while the cache keeps what was received."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -35,8 +37,8 @@ def tiny_tasks(n: int) -> list[Task]:
 def setup_workspace(tmp_path: Path, base_url: str, n_tasks: int, **llm_overrides) -> dict:
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["shots"] = 0
-    params["llm"].update(backend="openai", base_url=base_url, model="fake-model", max_retries=0,
-                         concurrency=1, timeout_s=10.0, **llm_overrides)
+    params["llm"].update({"backend": "openai", "base_url": base_url, "model": "fake-model", "max_retries": 0,
+                          "concurrency": 1, "timeout_s": 10.0, **llm_overrides})
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     write_jsonl(tmp_path / "tasks.jsonl", tiny_tasks(n_tasks))
     env = {**os.environ, "PYTHONPATH": str(REPO), "PERFREPRO_LLM_CACHE": str(tmp_path / "cache"),
@@ -86,7 +88,7 @@ def test_killed_midway_then_rerun_sends_only_the_missing_requests(tmp_path):
         assert third.returncode == 0, third.stderr
         assert server.count == len(first) + len(second)
         assert (tmp_path / "out" / "completions.jsonl").read_bytes() == output
-        assert '"cache_hit_rate": 1.0' in third.stderr
+        assert "8 requests, 8 from the cache (100%), 0 HTTP attempts, 0 failed" in third.stderr
     # Only what was not cached went out, and together the runs asked every task.
     assert len(second) == n - cached
     assert len(set(first) | set(second)) == n
@@ -121,10 +123,11 @@ def test_api_key_never_reaches_disk_and_failures_over_threshold_exit_1(tmp_path)
         env = setup_workspace(tmp_path, server.base_url, 4, max_failure_fraction=0.25)
         result = subprocess.run(command(tmp_path), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
-    assert "failed" in result.stderr and SECRET not in result.stderr + result.stdout
-    completions = read_jsonl(tmp_path / "out" / "completions.jsonl", Completion)
-    assert [c.status for c in completions] == ["ok", "error", "ok", "error"]
-    assert "HTTP 400" in completions[1].error
+    assert "50% of requests failed" in result.stderr and "HTTP 400" in result.stderr
+    assert SECRET not in result.stderr + result.stdout
+    assert not (tmp_path / "out" / "completions.jsonl").exists()  # a failed stage leaves no outputs
+    assert "nothing written" in result.stderr
+    assert len(list((tmp_path / "cache").glob("??/*.json"))) == 2  # the two answers are kept
     for path in tmp_path.rglob("*"):
         if path.is_file():
             assert SECRET.encode() not in path.read_bytes(), path
@@ -163,3 +166,37 @@ def test_same_answers_give_the_same_bytes_on_another_machine(tmp_path):
             assert server.count == 3  # a cold cache: every request went out
         outputs.append((tmp_path / "out" / "completions.jsonl").read_bytes())
     assert outputs[0] == outputs[1]
+
+
+def closed_port_url() -> str:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/v1"
+
+
+def test_a_wrong_base_url_fails_before_retrieval_naming_it(tmp_path):
+    url = closed_port_url()
+    env = setup_workspace(tmp_path, url, 10, max_retries=3)
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    params["shots"] = 1  # retrieval would load the encoder and fail on the missing index: it never runs
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    result = subprocess.run(command(tmp_path), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    lines = [line for line in result.stderr.splitlines() if line.startswith("generate: error: ")]
+    assert len(lines) == 1, result.stderr
+    assert f"cannot reach the LLM endpoint {url}" in lines[0] and "check llm.base_url" in lines[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_server_that_stops_answering_trips_the_breaker_and_keeps_the_answers(tmp_path):
+    n = 10
+    with FakeOpenAI(lambda i, body: Reply() if i < 3 else Reply(drop=True)) as server:
+        env = setup_workspace(tmp_path, server.base_url, n, max_retries=1, max_failure_fraction=1.0)
+        result = subprocess.run(command(tmp_path), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+        sent = server.count
+    assert result.returncode == 1
+    assert f"stopped after 4 consecutive connection failures to {server.base_url}" in result.stderr
+    assert sent == 3 + 4  # three answers, then 4 failed attempts (two requests of 2): no more
+    assert not (tmp_path / "out" / "completions.jsonl").exists()
+    assert len(list((tmp_path / "cache").glob("??/*.json"))) == 3

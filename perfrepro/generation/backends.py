@@ -11,20 +11,27 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
-import sys
-from pathlib import Path
 from typing import Callable, Iterator, Mapping, Sequence
 
 from perfrepro.config import LLMConfig
 from perfrepro.generation.cache import ResponseCache
-from perfrepro.generation.client import ChatBackend, ChatClient, ChatRequest, ChatResult, prompt_hash
+from perfrepro.generation.client import (  # BackendError lives with the client, which raises EndpointError(BackendError)
+    BackendError,
+    ChatBackend,
+    ChatClient,
+    ChatRequest,
+    ChatResult,
+    prompt_hash,
+)
+
+log = logging.getLogger(__name__)
 
 RECORDED_LABEL = "recorded-responses"
-
-
-class BackendError(ValueError):
-    """A backend that cannot serve this configuration; the message says what to change."""
+RECORDED_ONLY_EFFICIENCY = (
+    "recorded responses exist only for the efficiency tasks (LeetCodeDataset's `response` field)"
+)
 
 
 class RecordedBackend:
@@ -59,17 +66,27 @@ def api_key_from_env(llm: LLMConfig, required: bool) -> str | None:
 
 
 def _client(llm: LLMConfig, *, base_url: str | None, endpoint: str | None, api_key: str | None,
-            cache: ResponseCache | None, **overrides) -> ChatClient:
+            cache: ResponseCache | None, key: str = "llm", **overrides) -> ChatClient:
     return ChatClient(
         model=llm.model, base_url=base_url, api_key=api_key, endpoint=endpoint,
         temperature=llm.temperature, max_tokens=llm.max_tokens, seed=llm.seed,
         concurrency=llm.concurrency, timeout_s=llm.timeout_s, max_retries=llm.max_retries,
-        cache=cache, **overrides,
+        cache=cache, config_key=key, **overrides,
     )
 
 
-def check_backend(llm: LLMConfig, *, shots: int = 0, key: str = "llm") -> None:
-    """Fail early, before any expensive work, when `llm` cannot run as configured."""
+def check_backend(llm: LLMConfig, *, shots: int = 0, key: str = "llm", recorded_available: bool = True,
+                  track: str = "efficiency") -> None:
+    """Fail early, before any expensive work, when `llm` cannot run as configured.
+
+    `recorded_available` False (the PIE track, the negatives) refuses ``backend: recorded`` with a
+    message that says where recorded responses exist."""
+    if llm.backend == "recorded" and not recorded_available:
+        raise BackendError(
+            f"{key}.backend: recorded cannot serve the {track}: {RECORDED_ONLY_EFFICIENCY}. "
+            f"Run the efficiency track alone (`dvc exp run -S {key}.backend=recorded -S shots=0 report`) "
+            f"or use {key}.backend: local or openai"
+        )
     if llm.backend == "recorded" and shots != 0:
         raise BackendError(
             f"{key}.backend: recorded replays LeetCodeDataset's zero-shot responses, so it only works "
@@ -86,6 +103,18 @@ def check_backend(llm: LLMConfig, *, shots: int = 0, key: str = "llm") -> None:
                 f"or use {key}.backend: openai / recorded"
             )
         find_smollm2_gguf()
+
+
+def preflight_backend(llm: LLMConfig, *, cache: ResponseCache | None = None, key: str = "llm") -> None:
+    """Check a remote endpoint (``backend: openai``) before a stage's expensive preparation, so a
+    wrong ``base_url`` fails in seconds (`ChatClient.check_endpoint`). The local server is ours and
+    started on demand, and the recorded backend has no endpoint: nothing to do for them."""
+    if llm.backend != "openai":
+        return
+    cache = cache if cache is not None else ResponseCache.from_config(llm.cache_dir)
+    api_key = api_key_from_env(llm, required=llm.base_url is None)
+    _client(llm, base_url=llm.base_url, endpoint=None, api_key=api_key, cache=cache, progress=False,
+            key=key).check_endpoint()
 
 
 @contextlib.contextmanager
@@ -106,30 +135,33 @@ def open_backend(
     check_backend(llm, shots=shots, key=key)
     if llm.backend == "recorded":
         if recorded_responses is None:
-            raise BackendError(f"{key}.backend: recorded is only available where recorded responses exist (generate)")
+            raise BackendError(f"{key}.backend: recorded: {RECORDED_ONLY_EFFICIENCY}; use {key}.backend: local or openai here")
         yield RecordedBackend(recorded_responses())
         return
     cache = cache if cache is not None else ResponseCache.from_config(llm.cache_dir)
-    print(f"LLM response cache: {cache.directory}", file=sys.stderr)
+    log.info("LLM response cache: %s", cache.directory)
     if llm.backend == "openai":
         api_key = api_key_from_env(llm, required=llm.base_url is None)
-        yield _client(llm, base_url=llm.base_url, endpoint=None, api_key=api_key, cache=cache, progress=progress)
+        yield _client(llm, base_url=llm.base_url, endpoint=None, api_key=api_key, cache=cache, progress=progress,
+                      key=key)
         return
     with contextlib.ExitStack() as stack:
-        yield LocalServerBackend(llm, cache, stack, progress=progress)
+        yield LocalServerBackend(llm, cache, stack, progress=progress, key=key)
 
 
 class LocalServerBackend:
     """`ChatClient` against a llama.cpp server that is started only when a request misses the
     cache (a rerun with everything cached starts no server), and stopped with `stack`."""
 
-    def __init__(self, llm: LLMConfig, cache: ResponseCache, stack: contextlib.ExitStack, progress: bool = True):
+    def __init__(self, llm: LLMConfig, cache: ResponseCache, stack: contextlib.ExitStack, progress: bool = True,
+                 key: str = "llm"):
         from perfrepro.generation.local_server import endpoint_identity, find_smollm2_gguf
 
         self.llm = llm
         self.cache = cache
         self.stack = stack
         self.progress = progress
+        self.key = key
         self.model_path = find_smollm2_gguf()
         self.model_label = llm.model
         self.endpoint = endpoint_identity(self.model_path)
@@ -146,8 +178,12 @@ class LocalServerBackend:
                 local_llama_server(self.model_path, model_alias=self.llm.model, seed=self.llm.seed)
             )
             stats = self.client.stats
-            self.client = _client(self.llm, base_url=self.server_url, endpoint=self.endpoint, api_key=None,
-                                  cache=self.cache, progress=self.progress)
+            self.client = _client(
+                self.llm, base_url=self.server_url, endpoint=self.endpoint, api_key=None, cache=self.cache,
+                progress=self.progress, key=self.key,
+                check=f"the local llama.cpp server that {self.key}.backend: local started at {self.server_url} "
+                      f"stopped answering (out of memory? see its log)",
+            )
             self.client.stats = stats
         return self.server_url
 

@@ -7,6 +7,10 @@ llama.cpp, TGI, Ollama), with a response cache, retries and bounded concurrency.
   the caller decides whether too many failed.
 - Cache: every successful response is written to the `ResponseCache` the moment it arrives; a
   cached request is never sent again.
+- Fast failures: before the first request that misses the cache, a preflight ``GET /models``
+  with a short timeout checks that the endpoint answers (and accepts the key); during the run, a
+  circuit breaker stops everything after `circuit_breaker` consecutive connection failures. Both
+  raise `EndpointError`, whose message names the URL and what to check.
 - Secrets: the API key is only handed to the openai client. It is not part of the cache key or
   entry, and it is scrubbed from every error message.
 """
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import random
 import re
 import sys
@@ -29,6 +34,10 @@ from tqdm import tqdm
 from perfrepro.generation.cache import ResponseCache, cache_key, request_fingerprint
 
 Message = Mapping[str, str]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
 # Where an API key could hide in an error text even when it is not ours verbatim.
 _BEARER = re.compile(r"(?i)(bearer\s+)[^\s'\"]+")
@@ -96,10 +105,20 @@ def scrub_secret(text: str, secrets: Sequence[str | None] = ()) -> str:
     return _OPENAI_KEY.sub("sk-***", text)
 
 
+class BackendError(ValueError):
+    """A backend that cannot serve this configuration; the message says what to change."""
+
+
+class EndpointError(BackendError):
+    """The endpoint cannot be reached (preflight, or the circuit breaker tripped); the message
+    names the URL and what to check. Responses received before it are in the cache."""
+
+
 class _Retryable(Exception):
-    def __init__(self, message: str, retry_after_s: float | None = None):
+    def __init__(self, message: str, retry_after_s: float | None = None, connection: bool = False):
         super().__init__(message)
         self.retry_after_s = retry_after_s
+        self.connection = connection  # no HTTP answer at all: counts toward the circuit breaker
 
 
 class _Permanent(Exception):
@@ -131,6 +150,11 @@ class ChatClient:
     `endpoint` names the server for the cache key: pass a stable identity (e.g. the model file of
     a local server on a random port) rather than a URL that changes between runs. It defaults to
     `base_url`.
+
+    `check` says, in connection errors, what the user should look at (default: "<config_key>.base_url
+    and that the server is running"). `preflight_timeout_s` bounds each of the two preflight
+    attempts; `circuit_breaker` is the number of consecutive connection failures (no HTTP answer:
+    refused, reset, unknown host) that ends the run, 0 = never.
     """
 
     def __init__(
@@ -150,6 +174,11 @@ class ChatClient:
         backoff_base_s: float = 1.0,
         backoff_max_s: float = 30.0,
         progress: bool = True,
+        config_key: str = "llm",
+        check: str | None = None,
+        preflight: bool = True,
+        preflight_timeout_s: float = 3.0,
+        circuit_breaker: int = 4,
     ):
         import openai  # imported here so that importing perfrepro.generation stays cheap
 
@@ -160,7 +189,19 @@ class ChatClient:
         self.model = model
         self.model_label = model
         self.base_url = base_url
-        self.endpoint = endpoint or base_url or "https://api.openai.com/v1"
+        self.url = (base_url or DEFAULT_BASE_URL).rstrip("/")
+        self.endpoint = endpoint or base_url or DEFAULT_BASE_URL
+        self.check = check or (f"check {config_key}.base_url ({self.url}) and that the server is running "
+                               f"and reachable from this machine")
+        self.preflight_enabled = preflight
+        self.preflight_timeout_s = preflight_timeout_s
+        self.circuit_breaker = circuit_breaker
+        self._preflight_done = False
+        self._marked = False
+        self._consecutive_connection_failures = 0
+        self._breaker_lock = threading.Lock()
+        self._tripped: EndpointError | None = None
+        self._stop = threading.Event()  # set when the breaker trips: wakes every backoff sleep
         self.decoding: dict[str, Any] = {"temperature": temperature, "max_tokens": max_tokens, "seed": seed}
         self.concurrency = concurrency
         self.timeout_s = timeout_s
@@ -182,6 +223,102 @@ class ChatClient:
 
     def __repr__(self) -> str:  # never show the key
         return f"ChatClient(model={self.model!r}, endpoint={self.endpoint!r}, concurrency={self.concurrency})"
+
+    # -- fast failures -----------------------------------------------------------------------
+
+    def preflight(self) -> None:
+        """GET <url>/models (two attempts of `preflight_timeout_s`): raise `EndpointError` when the
+        endpoint does not answer, or rejects the key; warn when it answers but has no such route
+        or does not list the model. Runs once per client."""
+        import openai
+
+        if self._preflight_done:
+            return
+        probe = self._openai.with_options(timeout=self.preflight_timeout_s, max_retries=0)
+        started = time.perf_counter()
+        error: str | None = None
+        for attempt in range(2):
+            try:
+                response = probe.models.with_raw_response.list()
+            except openai.APITimeoutError:
+                error = f"no answer within {self.preflight_timeout_s:g} s"
+            except openai.APIConnectionError as exc:
+                error = _connection_cause(exc, self._secret)
+            except openai.APIStatusError as exc:
+                self._preflight_status(exc.status_code, _describe(exc, self._secret))
+                return
+            else:
+                self._preflight_done = True
+                self._check_listed_model(response)
+                return
+            if attempt == 0:
+                time.sleep(0.5)
+        raise EndpointError(
+            f"cannot reach the LLM endpoint {self.url}: GET {self.url}/models failed twice in "
+            f"{time.perf_counter() - started:.1f} s ({error}); {self.check}"
+        )
+
+    def check_endpoint(self) -> None:
+        """The preflight, run early (before a stage's expensive preparation such as retrieval),
+        when it is not yet known which requests the cache answers. An unreachable endpoint raises
+        `EndpointError` at once, unless the cache holds answers from this endpoint and model (then
+        every request may be cached: a warning, and `complete_many` checks again on a miss)."""
+        if not self.preflight_enabled:
+            return
+        try:
+            self.preflight()
+        except EndpointError as exc:
+            marker = self._endpoint_marker()
+            if marker is None or not marker.exists():
+                raise
+            log.warning("%s; the cache holds answers from this endpoint, so going on: a request it does not "
+                        "answer will stop the run", exc)
+
+    def _endpoint_marker(self):
+        """A file in the cache saying it holds answers from (model, endpoint)."""
+        if self.cache is None:
+            return None
+        digest = hashlib.sha256(f"{self.model}\n{self.endpoint}".encode("utf-8")).hexdigest()[:32]
+        return self.cache.directory / "endpoints" / digest
+
+    def _preflight_status(self, status: int, detail: str) -> None:
+        if status in (401, 403):
+            raise EndpointError(
+                f"the LLM endpoint {self.url} rejected the API key (HTTP {status} on GET /models: {detail}); "
+                f"check the key in the environment variable the config names (api_key_env)"
+            )
+        self._preflight_done = True
+        if status == 404:
+            log.warning("%s/models answered HTTP 404: the server is up but has no /models route "
+                        "(is /v1 missing from the base_url?); trying the requests anyway", self.url)
+        else:
+            log.warning("%s/models answered HTTP %d (%s); trying the requests anyway", self.url, status, detail)
+
+    def _check_listed_model(self, response: Any) -> None:
+        try:
+            listed = [m.get("id") for m in json.loads(response.text).get("data", [])]
+        except (ValueError, AttributeError, TypeError):
+            return  # an answer that is not an OpenAI model list: reachable is all we wanted
+        if listed and self.model not in listed:
+            shown = ", ".join(map(str, listed[:5])) + (", ..." if len(listed) > 5 else "")
+            log.warning("%s does not list the model %r (it lists %s); the requests may fail", self.url, self.model, shown)
+
+    def _record_connection(self, failed: bool, cause: str = "") -> None:
+        """Count consecutive connection failures; trip the breaker at `circuit_breaker`."""
+        with self._breaker_lock:
+            if not failed:
+                self._consecutive_connection_failures = 0
+                return
+            self._consecutive_connection_failures += 1
+            count = self._consecutive_connection_failures
+            if self.circuit_breaker and count >= self.circuit_breaker and self._tripped is None:
+                self._tripped = EndpointError(
+                    f"stopped after {count} consecutive connection failures to {self.url} (last: {cause}); "
+                    f"{self.check}. Responses received so far are cached: a rerun sends only the rest"
+                )
+                self._stop.set()
+            if self._tripped is not None:
+                raise self._tripped
 
     # -- one request -------------------------------------------------------------------------
 
@@ -210,19 +347,25 @@ class ChatClient:
         attempts = 0
         last_error = "no attempt made"
         while True:
+            if self._tripped is not None:
+                raise self._tripped
             attempts += 1
             started = time.perf_counter()
             try:
                 text, prompt_tokens, completion_tokens = self._send(request.messages)
             except _Retryable as exc:
                 last_error = str(exc)
+                self._record_connection(exc.connection, last_error)
                 if attempts > self.max_retries:
                     break
-                time.sleep(self._backoff(attempts, exc.retry_after_s))
+                if self._stop.wait(self._backoff(attempts, exc.retry_after_s)):
+                    raise self._tripped
                 continue
             except _Permanent as exc:
                 last_error = str(exc)
+                self._record_connection(False)
                 break
+            self._record_connection(False)
             latency = time.perf_counter() - started
             if self.cache is not None:
                 self.cache.put(key, {
@@ -235,6 +378,11 @@ class ChatClient:
                     "completion_tokens": completion_tokens,
                     "latency_s": round(latency, 4),
                 })
+                if not self._marked:
+                    marker = self._endpoint_marker()
+                    marker.parent.mkdir(parents=True, exist_ok=True)
+                    marker.touch()
+                    self._marked = True
             self.stats.add(succeeded=1, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
             return ChatResult(
                 id=request.id, text=text, prompt_tokens=prompt_tokens,
@@ -267,7 +415,8 @@ class ChatClient:
         except openai.APITimeoutError as exc:
             raise _Retryable(f"timeout after {self.timeout_s:g} s ({_describe(exc, self._secret)})") from None
         except openai.APIConnectionError as exc:
-            raise _Retryable(f"connection error ({_describe(exc, self._secret)})") from None
+            raise _Retryable(f"connection error to {self.url} ({_connection_cause(exc, self._secret)})",
+                             connection=True) from None
         except openai.APIStatusError as exc:
             status = exc.status_code
             message = f"HTTP {status} from {self.endpoint}: {_describe(exc, self._secret)}"
@@ -296,7 +445,13 @@ class ChatClient:
         """Answer `requests` in order, at most `concurrency` in flight, with a progress bar.
 
         On Ctrl-C, queued requests are cancelled; responses already received are in the cache.
+        When a request misses the cache, the endpoint is checked first (`preflight`); when the
+        circuit breaker trips, `EndpointError` is raised.
         """
+        if self.preflight_enabled and not self._preflight_done and any(
+            self.cache is None or self.key_for(r.messages) not in self.cache for r in requests
+        ):
+            self.preflight()
         results: list[ChatResult | None] = [None] * len(requests)
         bar = tqdm(total=len(requests), desc=desc, unit="req", file=sys.stderr,
                    disable=not self.progress, dynamic_ncols=True)
@@ -323,6 +478,18 @@ class ChatClient:
             self.stats.add(busy_s=time.perf_counter() - started)
         executor.shutdown(wait=True)
         return [r for r in results if r is not None]
+
+
+def _connection_cause(exc: BaseException, secret: str | None) -> str:
+    """The innermost cause of an openai connection error ("[Errno 111] Connection refused"), which
+    the openai package hides behind "Connection error."."""
+    inner: BaseException = exc
+    seen = {id(inner)}
+    while (nxt := inner.__cause__ or inner.__context__) is not None and id(nxt) not in seen:
+        seen.add(id(nxt))
+        inner = nxt
+    text = str(inner).strip() or type(inner).__name__
+    return scrub_secret(text[:300], [secret])
 
 
 def _describe(exc: BaseException, secret: str | None) -> str:

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import signal
-import sys
 import time
 
+from perfrepro.logs import setup_logging as _setup_logging
 
-def setup_logging() -> None:
-    """INFO logs to stderr, without a line per HTTP request from the openai package's httpx."""
-    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
-    for name in ("httpx", "httpx2", "httpcore", "openai"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+log = logging.getLogger(__name__)
+
+
+def setup_logging(prefix: str = "llm") -> logging.Logger:
+    """The project's one log style (perfrepro.logs), without a line per HTTP request."""
+    return _setup_logging(prefix)
 
 
 def interrupt_on_sigterm() -> None:
@@ -27,7 +27,8 @@ def interrupt_on_sigterm() -> None:
 
 
 def summary(backend, results_count: int, failures: int, started: float) -> dict:
-    """Requests sent, cache hits, failures, tokens and rates of this run (printed to stderr)."""
+    """Requests sent, cache hits, failures, tokens and rates of this run (logged as two lines of
+    prose; returned as a dict)."""
     elapsed = time.perf_counter() - started
     stats = getattr(backend, "stats", None)
     sent = getattr(stats, "http_attempts", 0)
@@ -49,5 +50,10 @@ def summary(backend, results_count: int, failures: int, started: float) -> dict:
         "requests_per_s": round(fetched / busy, 4) if fetched and busy else 0.0,
         "completion_tokens_per_s": round(tokens / busy, 2) if tokens and busy else 0.0,
     }
-    print("llm run: " + json.dumps(info, sort_keys=True), file=sys.stderr)
+    log.info("%s: %d requests, %d from the cache (%.0f%%), %d HTTP attempts, %d failed",
+             info["model"], results_count, hits, 100 * info["cache_hit_rate"], sent, failures)
+    rate = (f"{info['requests_per_s']:g} requests/s, {info['completion_tokens_per_s']:g} tokens/s"
+            if fetched and busy else "nothing fetched")
+    log.info("%d completion tokens received; %.1f s in all, %.1f s answering requests (%s)",
+             tokens, elapsed, busy, rate)
     return info

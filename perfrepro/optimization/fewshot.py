@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
-import sys
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from perfrepro.records import CorpusPair
+
+log = logging.getLogger(__name__)
 
 CACHE_FORMAT = 1
 
@@ -67,9 +69,9 @@ def pie_slow_embeddings(
     if path.is_file():
         cached = np.load(path)
         if cached.shape[0] == len(pairs):
-            print(f"PIE embeddings: cache hit {path}", file=sys.stderr)
+            log.info("PIE embeddings: cache hit %s", path)
             return cached
-    print(f"PIE embeddings: encoding {len(pairs)} slow programs (cached at {path})", file=sys.stderr)
+    log.info("PIE embeddings: encoding %d slow programs (cached at %s)", len(pairs), path)
     embeddings = encode_texts(encoder, [p.slow_solution or "" for p in pairs], batch_size=batch_size)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npy")

@@ -13,6 +13,7 @@ import logging
 from typing import Callable, Mapping, Sequence
 
 from perfrepro.config import LLMConfig
+from perfrepro.generation.backends import check_backend
 from perfrepro.generation.client import ChatBackend, ChatRequest
 from perfrepro.generation.generate import to_completion
 from perfrepro.optimization.prompts import optimization_messages
@@ -75,7 +76,13 @@ def optimize_tasks(
     on_backend: Callable[[ChatBackend], None] | None = None,
 ) -> list[Completion]:
     """Completions for every (task, sample), sample-major; `open_backend(llm)` is a context
-    manager yielding a ChatBackend (perfrepro.generation.backends.open_backend)."""
+    manager yielding a ChatBackend (perfrepro.generation.backends.open_backend).
+
+    ``llm.backend: recorded`` raises BackendError before any request: recorded responses exist
+    only for the efficiency tasks, and a row of failures under a model's name would read as that
+    model's result."""
+    if llm.backend == "recorded":
+        check_backend(llm, recorded_available=False, track="PIE track")  # raises, naming what to do
     if samples > 1 and llm.temperature == 0.0:
         log.warning("pie.samples is %d but llm.temperature is 0: the samples will be the same program", samples)
     requests = build_requests(tasks, examples, style, conditioned_template)
