@@ -6,7 +6,7 @@ tasks, 2 PIE tasks, 128-token answers from the real local SmolLM2 server, 1-2 ep
 runs `dvc repro` once; every test below reuses that repo, in the order written:
 
 - every metrics file has its keys; `dvc status` is clean; a second `dvc repro` runs nothing;
-- `dvc exp run -S shots=1` reruns exactly generate, measure and report;
+- `dvc exp run -S shots=1` reruns exactly check, generate, measure and report;
 - `dvc plots show` renders both plots; `dvc metrics diff --md` against the first commit renders;
 - a local-directory remote: push, `git clone`, pull, then `dvc repro` in the clone runs nothing and
   sends no LLM request (its LLM cache dir stays empty);
@@ -176,7 +176,8 @@ def test_shots_experiment_reruns_only_generation_measurement_and_report(tiny):
     started = time.perf_counter()
     proc = run(["dvc", "exp", "run", "-S", "shots=1", "-n", "shots1"], repo, env)
     sys.stderr.write(f"e2e: dvc exp run -S shots=1 {time.perf_counter() - started:.1f}s\n")
-    assert sorted(stages_run(proc)) == ["generate", "measure", "report"]
+    # check runs on every change to params.yaml; its report does not change, so nothing else reruns
+    assert sorted(stages_run(proc)) == ["check", "generate", "measure", "report"]
     efficiency = json.loads((repo / "metrics" / "efficiency.json").read_text())["efficiency"]
     assert efficiency["tasks"] == 2
     # back to the committed state for the tests below
