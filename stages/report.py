@@ -1,8 +1,14 @@
 """Stage `report`: data/timings -> metrics/efficiency.json, .md and net_ratios.json.
 
 Params: shots, llm.backend, llm.model (the row's name, e.g. `rag3_and_smollm2-135m-instruct`)
-and timing.backend (the table's unit). Metrics keys are flat (`efficiency.NET`,
-`efficiency.NET_gt5`, ...); net_ratios.json holds the per-task ratios for `dvc plots`.
+and timing.backend (the table's unit). Metrics keys are flat (`efficiency.NET`, `efficiency.NET_lo`,
+`efficiency.NET_hi`, `efficiency.NET_gt5`, ...; `_lo`/`_hi`: the 95% bootstrap interval over
+tasks); net_ratios.json holds the per-task ratios for `dvc plots` and `perfrepro table`'s paired
+comparison. When `measure` measured the reference row (LeetCodeDataset's recorded responses, role
+"reference"), the table gets it as a second row, labelled `leetcodedataset-response (reference)`,
+and efficiency.json a short `efficiency_reference` section (NET with its interval, NMU, NTMU,
+pass1); its per-task ratios go to reference_ratios.json (a plain output, not a metric; an empty
+list without a reference row).
 """
 
 from __future__ import annotations
@@ -13,10 +19,11 @@ import sys
 from pathlib import Path
 
 from perfrepro.config import ConfigError, load_params
-from perfrepro.io import write_json, write_text
+from perfrepro.io import atomic_outputs, write_json, write_text
+from perfrepro.logs import setup_logging
 from perfrepro.metrics.efficiency import efficiency_metrics, task_ratios
 from perfrepro.records import Measurement, RecordError, Task, read_jsonl
-from perfrepro.report import efficiency_markdown, experiment_name
+from perfrepro.report import efficiency_markdown, experiment_name, reference_name
 
 log = logging.getLogger("report")
 
@@ -46,8 +53,33 @@ def _status(task_id, by_task, completions, canonicals) -> str:
     return "canonical_missing" if canon is None else f"canonical_{canon.status}"
 
 
+REFERENCE_ROLE = "reference"
+REFERENCE_KEYS = ("NET", "NET_lo", "NET_hi", "NMU", "NTMU", "pass1")  # few: the rest is in efficiency.md
+
+
+def ratio_rows(task_ids, ratios, completions, canonicals) -> list[dict]:
+    """One row per task (null ratios where the completion or the canonical did not pass), so the
+    plot and `dvc plots` never see an empty file when no completion passes."""
+    by_task = {r.task_id: r for r in ratios}
+    return [
+        {"task_id": task_id, "status": _status(task_id, by_task, completions, canonicals),
+         **({"NET": _number(r.net), "NMU": _number(r.nmu), "NTMU": _number(r.ntmu)} if (r := by_task.get(task_id))
+            else {"NET": None, "NMU": None, "NTMU": None})}
+        for task_id in task_ids
+    ]
+
+
+def net_text(metrics) -> str:
+    """``NET 1.23 [1.10, 1.40] over 8 tasks``, or ``NET n/a: no completion passed`` (never "None")."""
+    if metrics.NET is None:
+        return "NET n/a: no completion passed"
+    interval = (f" [{metrics.NET_lo:.3g}, {metrics.NET_hi:.3g}]"
+                if getattr(metrics, "NET_lo", None) is not None and getattr(metrics, "NET_hi", None) is not None else "")
+    return f"NET {metrics.NET:.3g}{interval} over {metrics.normalized} tasks"
+
+
 def main(argv=None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
+    setup_logging("report")
     args = parse_args(argv)
     try:
         params = load_params(args.params)
@@ -55,6 +87,8 @@ def main(argv=None) -> int:
         measurements = read_jsonl(args.timings / "measurements.jsonl", Measurement)
         metrics = efficiency_metrics(task_ids, measurements)
         ratios, completions, canonicals = task_ratios(task_ids, measurements)
+        has_reference = any(m.role == REFERENCE_ROLE for m in measurements)
+        reference = efficiency_metrics(task_ids, measurements, role=REFERENCE_ROLE) if has_reference else None
     except (ConfigError, RecordError, ValueError, FileNotFoundError) as exc:
         log.error("%s", exc)
         return 1
@@ -62,19 +96,20 @@ def main(argv=None) -> int:
     flat = {key: _number(value) for key, value in metrics.as_dict().items()
             if key not in ("status_counts", "time_unit")}
     flat.update({f"status_{status}": count for status, count in metrics.status_counts.items()})
-    write_json(args.metrics / "efficiency.json", {"efficiency": flat})
-    write_text(args.metrics / "efficiency.md", efficiency_markdown(name, metrics, params.timing.backend))
-    # One row per task (null ratios where the completion or the canonical did not pass), so the
-    # plot and `dvc plots` never see an empty file when no completion passes.
-    by_task = {r.task_id: r for r in ratios}
-    write_json(args.metrics / "net_ratios.json", {"net_ratios": [
-        {"task_id": task_id, "status": _status(task_id, by_task, completions, canonicals),
-         **({"NET": _number(r.net), "NMU": _number(r.nmu), "NTMU": _number(r.ntmu)} if (r := by_task.get(task_id))
-            else {"NET": None, "NMU": None, "NTMU": None})}
-        for task_id in task_ids
-    ]})
-    log.info("%s: pass1 %.1f%%, NET %s over %d tasks -> %s", name, metrics.pass1, metrics.NET,
-             metrics.normalized, args.metrics / "efficiency.md")
+    content = {"efficiency": flat}
+    if reference is not None:
+        content["efficiency_reference"] = {key: _number(getattr(reference, key)) for key in REFERENCE_KEYS}
+    names = ("efficiency.json", "efficiency.md", "net_ratios.json", "reference_ratios.json")
+    with atomic_outputs(*(args.metrics / n for n in names)) as (json_out, md_out, net_out, reference_out):
+        write_json(json_out, content)
+        write_text(md_out, efficiency_markdown(
+            name, metrics, params.timing.backend, reference=(reference_name(), reference) if reference else None))
+        write_json(net_out, {"net_ratios": ratio_rows(task_ids, ratios, completions, canonicals)})
+        write_json(reference_out, {"reference_ratios": ratio_rows(
+            task_ids, *task_ratios(task_ids, measurements, role=REFERENCE_ROLE)) if reference is not None else []})
+    log.info("%s: pass1 %.1f%%, %s -> %s", name, metrics.pass1, net_text(metrics), args.metrics / "efficiency.md")
+    if reference is not None:
+        log.info("%s: pass1 %.1f%%, %s", reference_name(), reference.pass1, net_text(reference))
     return 0
 
 
