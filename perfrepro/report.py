@@ -1,18 +1,26 @@
 """Markdown / console tables in the study's style (tabulate). A module of small functions.
 
 Efficiency: one row per experiment, columns in the study's order
-`Model | ET | NET | Max_NET | NET>5 | MU | NMU | Max_NMU | NMU>5 | TMU | NTMU | Max_TMU | TMU>5 | pass1`.
+`Model | ET | NET | Max_NET | NET>5 | MU | NMU | Max_NMU | NMU>5 | TMU | NTMU | Max_TMU | TMU>5 | pass1`,
+with the 95% bootstrap interval over tasks beside NET, NMU and NTMU (`NET 95% CI`, ...). Across
+experiments (`perfrepro table`), a paired comparison of per-task NET on the tasks both passed.
+
+Row labels say where a row's code came from: the live model's name (`llm.model`), or for
+`llm.backend: recorded` the dataset field it replays (`leetcodedataset-response`), never the
+name of a model that did not write it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 from tabulate import tabulate
 
 from perfrepro.metrics.efficiency import EfficiencyMetrics
 from perfrepro.metrics.optimization import RowSummary, TaskOutcome
+from perfrepro.metrics.uncertainty import PairedComparison, paired_comparison
 
 # (column header, EfficiencyMetrics field)
 EFFICIENCY_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -21,6 +29,23 @@ EFFICIENCY_COLUMNS: tuple[tuple[str, str], ...] = (
     ("TMU", "TMU"), ("NTMU", "NTMU"), ("Max_TMU", "Max_TMU"), ("TMU>5", "TMU_gt5"),
     ("pass1", "pass1"),
 )
+# beside each mean of ratios, its 95% bootstrap interval over tasks: header -> (low, high) fields
+INTERVALS: dict[str, tuple[str, str]] = {"NET": ("NET_lo", "NET_hi"), "NMU": ("NMU_lo", "NMU_hi"),
+                                         "NTMU": ("NTMU_lo", "NTMU_hi")}
+CI_SUFFIX = " 95% CI"
+
+
+def with_intervals(columns: Sequence[tuple[str, Any]]) -> tuple[tuple[str, Any], ...]:
+    """`columns` with an interval column (fields (low, high)) after each column in INTERVALS."""
+    out: list[tuple[str, Any]] = []
+    for header, name in columns:
+        out.append((header, name))
+        if header in INTERVALS:
+            out.append((header + CI_SUFFIX, INTERVALS[header]))
+    return tuple(out)
+
+
+EFFICIENCY_TABLE_COLUMNS = with_intervals(EFFICIENCY_COLUMNS)
 TOTALS_COLUMNS: tuple[tuple[str, str], ...] = (
     ("NET (ratio of totals)", "NET_total"), ("NMU (ratio of totals)", "NMU_total"),
     ("NTMU (ratio of totals)", "NTMU_total"), ("tasks", "tasks"), ("passed", "passed"),
@@ -28,10 +53,26 @@ TOTALS_COLUMNS: tuple[tuple[str, str], ...] = (
 )
 
 
+# `llm.backend: recorded` replays LeetCodeDataset's `response` field: that is where its code came from
+RECORDED_SOURCE = "leetcodedataset-response"
+REFERENCE_SUFFIX = " (reference)"
+
+
+def code_source(model: str, llm_backend: str = "openai") -> str:
+    """Where a row's code came from: `llm.model` for a live model, RECORDED_SOURCE for recorded."""
+    return RECORDED_SOURCE if llm_backend == "recorded" else model
+
+
 def experiment_name(shots: int, model: str, llm_backend: str = "openai") -> str:
-    """The study's row name: `rag3_and_<model>` with retrieved examples, `<model>` without."""
-    name = f"rag{shots}_and_{model}" if shots > 0 else model
-    return f"{name} (recorded responses)" if llm_backend == "recorded" else name
+    """The study's row name: `rag3_and_<source>` with retrieved examples, `<source>` without
+    (`source` from `code_source`: `leetcodedataset-response` for the recorded backend)."""
+    source = code_source(model, llm_backend)
+    return f"rag{shots}_and_{source}" if shots > 0 else source
+
+
+def reference_name() -> str:
+    """The label of the reference row that `measure` adds: LeetCodeDataset's recorded responses."""
+    return RECORDED_SOURCE + REFERENCE_SUFFIX
 
 
 def format_value(value: Any, digits: int = 2) -> str:
@@ -47,16 +88,32 @@ def format_value(value: Any, digits: int = 2) -> str:
     return str(value)
 
 
+def format_interval(low: Any, high: Any, digits: int = 2) -> str:
+    """`[low, high]`, or "-" when there is no interval (no task in the ratios)."""
+    if low is None or high is None or (isinstance(low, float) and math.isnan(low)):
+        return "-"
+    return f"[{format_value(low, digits)}, {format_value(high, digits)}]"
+
+
+def format_cell(get, name: Any, digits: int = 2) -> str:
+    """One cell: a field's value, or for a (low, high) pair of fields the interval."""
+    if isinstance(name, tuple):
+        return format_interval(get(name[0]), get(name[1]), digits)
+    return format_value(get(name), digits)
+
+
 def efficiency_rows(rows: Mapping[str, EfficiencyMetrics] | Sequence[tuple[str, EfficiencyMetrics]],
-                    columns: Sequence[tuple[str, str]] = EFFICIENCY_COLUMNS) -> list[list[str]]:
+                    columns: Sequence[tuple[str, Any]] = EFFICIENCY_TABLE_COLUMNS) -> list[list[str]]:
     items = rows.items() if isinstance(rows, Mapping) else rows
-    return [[name, *(format_value(getattr(m, field)) for _, field in columns)] for name, m in items]
+    return [[name, *(format_cell(lambda f, m=m: getattr(m, f), field) for _, field in columns)]
+            for name, m in items]
 
 
 def efficiency_table(rows: Mapping[str, EfficiencyMetrics] | Sequence[tuple[str, EfficiencyMetrics]],
                      fmt: str = "github") -> str:
-    """The study's table: `Model` then its 13 columns; `fmt` is a tabulate format."""
-    headers = ["Model", *(header for header, _ in EFFICIENCY_COLUMNS)]
+    """The study's table: `Model`, its 13 columns and the intervals beside NET, NMU and NTMU;
+    `fmt` is a tabulate format."""
+    headers = ["Model", *(header for header, _ in EFFICIENCY_TABLE_COLUMNS)]
     return tabulate(efficiency_rows(rows), headers=headers, tablefmt=fmt, disable_numparse=True)
 
 
@@ -68,26 +125,42 @@ def totals_table(rows: Mapping[str, EfficiencyMetrics] | Sequence[tuple[str, Eff
                     disable_numparse=True)
 
 
-def efficiency_markdown(name: str, metrics: EfficiencyMetrics, backend: str, note: str = "") -> str:
-    """The report stage's markdown: the table, the totals variant, units and statuses."""
+def efficiency_markdown(name: str, metrics: EfficiencyMetrics, backend: str, note: str = "",
+                        reference: tuple[str, EfficiencyMetrics] | None = None) -> str:
+    """The report stage's markdown: the table (the live row, then the reference row when there
+    is one), the totals variant, units, intervals and statuses."""
+    rows = {name: metrics, **({reference[0]: reference[1]} if reference else {})}
+    unit_of = metrics.time_unit if metrics.normalized or not reference else reference[1].time_unit
     units = {"ms": ("ms", "MB·s", "MB"), "instructions": ("instructions", "MB·instructions", "MB (heap)")}
-    time_unit, mu_unit, tmu_unit = units.get(metrics.time_unit, (metrics.time_unit, f"MB·{metrics.time_unit}", "MB"))
-    statuses = ", ".join(f"{status}: {count}" for status, count in metrics.status_counts.items())
+    time_unit, mu_unit, tmu_unit = units.get(unit_of, (unit_of, f"MB·{unit_of}", "MB"))
     parts = [
         f"# Efficiency ({backend} backend)",
         "",
-        efficiency_table({name: metrics}),
+        efficiency_table(rows),
         "",
         f"ET in {time_unit} per run of the tests, MU in {mu_unit}, TMU in {tmu_unit}; N* are means of "
         "per-task ratios to the canonical solution measured in the same run; NET>5, NMU>5 are % of "
-        "those tasks with a ratio above 5, TMU>5 the % whose TMU exceeds 5 MB; pass1 is % of all tasks.",
+        "those tasks with a ratio above 5, TMU>5 the % whose TMU exceeds 5 MB; pass1 is % of all tasks. "
+        "`95% CI`: seeded percentile bootstrap over the tasks in the ratios (2,000 resamples); "
+        "one task gives its value twice.",
+    ]
+    if reference:
+        parts += [
+            "",
+            f"`{reference[0]}`: the solutions LeetCodeDataset ships in its `response` field for the same "
+            "tasks, measured in the same run beside the same canonical solutions: a filled reference row "
+            f"for the columns, not this experiment's model (that is `{name}`).",
+        ]
+    parts += [
         "",
         "## Ratio of totals (EffiBench's released code)",
         "",
-        totals_table({name: metrics}),
+        totals_table(rows),
         "",
-        f"Completion statuses: {statuses}.",
     ]
+    for row_name, row in rows.items():
+        statuses = ", ".join(f"{status}: {count}" for status, count in row.status_counts.items())
+        parts.append(f"Completion statuses ({row_name}): {statuses}." if reference else f"Completion statuses: {statuses}.")
     if note:
         parts += ["", note]
     return "\n".join(parts) + "\n"
@@ -102,15 +175,24 @@ OPTIMIZATION_ROW_NAMES = {
 }
 
 
+def pie_generated_source(model: str, llm_backend: str = "openai") -> str:
+    """Who wrote a PIE row's generated programs: the live model, or nobody for `recorded`
+    (LeetCodeDataset's responses answer the efficiency tasks only; optimize records failures)."""
+    return "none: llm.backend recorded has no PIE responses" if llm_backend == "recorded" else model
+
+
 def optimization_table(rows: Sequence[RowSummary], model: str) -> str:
-    """Speedup, %Opt, %Correct and eff@k per row (markdown, pipe format)."""
+    """Speedup (with its 95% bootstrap interval over tasks), %Opt, %Correct and eff@k per row
+    (markdown, pipe format). `model` names who wrote the generated programs (`pie_generated_source`)."""
     body = []
     for row in rows:
         role, _, rest = row.label.partition(" ")
         name = OPTIMIZATION_ROW_NAMES.get(role, role) + (f" ({model})" if role == "generated" else "") + (f" {rest}" if rest else "")
-        body.append([name, row.tasks, f"{row.speedup:.2f}", f"{row.pct_opt:.1f}", f"{row.pct_correct:.1f}", f"{row.eff:.3f}", row.k])
-    return tabulate(body, headers=["program", "tasks", "Speedup", "%Opt", "%Correct", "eff@k", "k"], tablefmt="pipe",
-                    disable_numparse=True)
+        interval = format_interval(row.speedup_lo, row.speedup_hi) if role != "slow" else "-"
+        body.append([name, row.tasks, f"{row.speedup:.2f}", interval, f"{row.pct_opt:.1f}", f"{row.pct_correct:.1f}",
+                     f"{row.eff:.3f}", row.k])
+    return tabulate(body, headers=["program", "tasks", "Speedup", "Speedup" + CI_SUFFIX, "%Opt", "%Correct", "eff@k", "k"],
+                    tablefmt="pipe", disable_numparse=True)
 
 
 def optimization_task_table(outcomes: Sequence[TaskOutcome]) -> str:
@@ -136,9 +218,9 @@ RETRIEVAL_BASE_KEY = "base_all-MiniLM-L6-v2"
 RETRIEVAL_BASE_NAME = "base all-MiniLM-L6-v2"
 RETRIEVAL_HEADERS = ("Model Type", "k", "Average Hit Rate @k", "Mean Reciprocal Rank @k",
                      "Mean Average Precision @k", "Average NDCG @k")
-OPTIMIZATION_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("tasks", "tasks"), ("Speedup", "speedup"), ("%Opt", "pct_opt"), ("%Correct", "pct_correct"),
-    ("eff@1", "eff_at_1"),
+OPTIMIZATION_COLUMNS: tuple[tuple[str, Any], ...] = (
+    ("tasks", "tasks"), ("Speedup", "speedup"), ("Speedup" + CI_SUFFIX, ("speedup_lo", "speedup_hi")),
+    ("%Opt", "pct_opt"), ("%Correct", "pct_correct"), ("eff@1", "eff_at_1"),
 )
 TABLE_FORMATS = {"md": "github", "console": "simple"}
 
@@ -151,6 +233,7 @@ class ExperimentResult:
     rev: str
     params: Mapping[str, Any]
     metrics: Mapping[str, Any]  # metrics file path -> parsed content
+    per_task: Mapping[str, Any] = field(default_factory=dict)  # per-task file path -> parsed content
 
 
 def _rev_result(entry: Mapping[str, Any], fallback_name: str) -> ExperimentResult | None:
@@ -191,22 +274,25 @@ def _get(mapping: Mapping[str, Any], dotted: str, default: Any = None) -> Any:
     return value
 
 
-def _dedupe(rows: Sequence[tuple[str, Any, Mapping[str, Any], str]]) -> list[tuple[str, Mapping[str, Any]]]:
-    """(name, sort key, values, experiment) -> unique (name, values), sorted; a name shared by
-    different values gets its experiment's name appended."""
-    unique: list[tuple[str, Any, Mapping[str, Any], str]] = []
+def _dedupe_with(rows: Sequence[tuple[str, Any, Mapping[str, Any], str, Any]]) -> list[tuple[str, Mapping[str, Any], Any]]:
+    """(name, sort key, values, experiment, payload) -> unique (name, values, payload), sorted; a
+    name shared by different values gets its experiment's name appended."""
+    unique: list[tuple[str, Any, Mapping[str, Any], str, Any]] = []
     for row in rows:
         if not any(row[0] == u[0] and row[2] == u[2] for u in unique):
             unique.append(row)
-    counts = {name: sum(u[0] == name for u in unique) for name, *_ in unique}
+    counts = {u[0]: sum(v[0] == u[0] for v in unique) for u in unique}
     unique.sort(key=lambda u: u[1])
-    return [(f"{name} [{exp}]" if counts[name] > 1 else name, values) for name, _, values, exp in unique]
+    return [(f"{name} [{exp}]" if counts[name] > 1 else name, values, payload)
+            for name, _, values, exp, payload in unique]
 
 
-def efficiency_experiment_rows(results: Sequence[ExperimentResult],
-                               metrics_path: str = "metrics/efficiency.json") -> list[tuple[str, Mapping[str, Any]]]:
-    """(row name, flat efficiency metrics) per distinct experiment, named like the study
-    (`rag3_and_<model>`), sorted by model then shots; a timing backend other than wall is noted."""
+def _dedupe(rows: Sequence[tuple[str, Any, Mapping[str, Any], str]]) -> list[tuple[str, Mapping[str, Any]]]:
+    return [(name, values) for name, values, _ in _dedupe_with([(*row, None) for row in rows])]
+
+
+def _efficiency_entries(results: Sequence[ExperimentResult], metrics_path: str) -> list[tuple[str, Mapping[str, Any], Any]]:
+    """(row name, flat metrics, (timing backend, result)) per distinct experiment, sorted."""
     rows = []
     for result in results:
         flat = _get(result.metrics.get(metrics_path) or {}, "efficiency")
@@ -219,15 +305,68 @@ def efficiency_experiment_rows(results: Sequence[ExperimentResult],
         timing = str(_get(result.params, "timing.backend", "wall"))
         if timing != "wall":
             name += f" [timing: {timing}]"
-        rows.append((name, (model, backend == "recorded", timing != "wall", timing, shots), flat, result.name))
-    return _dedupe(rows)
+        rows.append((name, (model, backend == "recorded", timing != "wall", timing, shots), flat, result.name,
+                     (timing, result)))
+    return _dedupe_with(rows)
+
+
+def efficiency_experiment_rows(results: Sequence[ExperimentResult],
+                               metrics_path: str = "metrics/efficiency.json") -> list[tuple[str, Mapping[str, Any]]]:
+    """(row name, flat efficiency metrics) per distinct experiment, named like the study
+    (`rag3_and_<model>`), sorted by model then shots; a timing backend other than wall is noted."""
+    return [(name, flat) for name, flat, _ in _efficiency_entries(results, metrics_path)]
 
 
 def efficiency_table_from_dicts(rows: Sequence[tuple[str, Mapping[str, Any]]], fmt: str = "github") -> str:
-    """The study's efficiency table (`Model` and its 13 columns) from flat metrics dicts."""
-    headers = ["Model", *(header for header, _ in EFFICIENCY_COLUMNS)]
-    body = [[name, *(format_value(values.get(field)) for _, field in EFFICIENCY_COLUMNS)] for name, values in rows]
+    """The study's efficiency table (`Model`, its 13 columns, the intervals beside NET, NMU and
+    NTMU) from flat metrics dicts; an experiment run before the intervals existed shows "-"."""
+    headers = ["Model", *(header for header, _ in EFFICIENCY_TABLE_COLUMNS)]
+    body = [[name, *(format_cell(values.get, spec) for _, spec in EFFICIENCY_TABLE_COLUMNS)] for name, values in rows]
     return tabulate(body, headers=headers, tablefmt=fmt, disable_numparse=True)
+
+
+# ---- paired comparison of two experiments (per-task NET on the tasks both passed) ----
+
+NET_RATIOS_PATH = "metrics/net_ratios.json"  # the report stage's per-task ratios (a git-tracked plot file)
+PAIRED_HEADERS = ("A", "B", "tasks both passed", "median NET ratio B/A", "Wilcoxon p")
+
+
+def per_task_net(result: ExperimentResult, path: str = NET_RATIOS_PATH) -> dict[str, float] | None:
+    """task id -> NET for the tasks whose completion and canonical passed; None without the file."""
+    content = result.per_task.get(path)
+    rows = content.get("net_ratios") if isinstance(content, Mapping) else None
+    if not isinstance(rows, list):
+        return None
+    return {str(row["task_id"]): float(row["NET"]) for row in rows
+            if isinstance(row, Mapping) and isinstance(row.get("NET"), (int, float)) and row["NET"] > 0}
+
+
+def efficiency_paired_rows(results: Sequence[ExperimentResult], metrics_path: str = "metrics/efficiency.json"
+                           ) -> list[tuple[str, str, PairedComparison]]:
+    """(A, B, comparison of B against A) for every pair of distinct experiments (in table order)
+    measured with the same timing backend that both have per-task NET."""
+    entries = [(name, timing, per) for name, _, (timing, result) in _efficiency_entries(results, metrics_path)
+               if (per := per_task_net(result)) is not None]
+    return [(a, b, paired_comparison(per_a, per_b))
+            for i, (a, timing_a, per_a) in enumerate(entries)
+            for b, timing_b, per_b in entries[i + 1:] if timing_a == timing_b]
+
+
+def format_p(p: float) -> str:
+    if math.isnan(p):
+        return "-"
+    return f"{p:.2g}" if p < 0.001 else f"{p:.3f}"
+
+
+def paired_table(rows: Sequence[tuple[str, str, PairedComparison]], fmt: str = "github") -> str:
+    body = [[a, b, c.n, "-" if math.isnan(c.median_ratio) else f"{c.median_ratio:.3f}", format_p(c.wilcoxon_p)]
+            for a, b, c in rows]
+    return tabulate(body, headers=list(PAIRED_HEADERS), tablefmt=fmt, disable_numparse=True)
+
+
+PAIRED_NOTE = ("Paired comparison of per-task NET on the tasks both experiments passed: the median over those "
+               "tasks of NET_B / NET_A (below 1: B is faster) and the two-sided Wilcoxon signed-rank p-value of "
+               "log(NET_B / NET_A).")
 
 
 def retrieval_display_names(params: Mapping[str, Any], keys: Sequence[str]) -> list[tuple[str, str]]:
@@ -301,10 +440,12 @@ def optimization_experiment_rows(results: Sequence[ExperimentResult],
         shots, style = _get(result.params, "pie.shots", "?"), _get(result.params, "pie.prompt_style", "?")
         timing = str(_get(result.params, "timing.backend", "wall"))
         for role, rank in order.items():
-            values = {field: flat.get(f"optimization.{role}.{field}") for _, field in OPTIMIZATION_COLUMNS}
+            fields = [f for _, spec in OPTIMIZATION_COLUMNS for f in (spec if isinstance(spec, tuple) else (spec,))]
+            values = {f: flat.get(f"optimization.{role}.{f}") for f in fields}
             if all(v is None for v in values.values()):
                 continue
-            name = f"generated ({model}, {shots}-shot {style})" if role == "generated" else OPTIMIZATION_ROW_NAMES[role]
+            source = pie_generated_source(model, str(_get(result.params, "llm.backend", "openai")))
+            name = f"generated ({source}, {shots}-shot {style})" if role == "generated" else OPTIMIZATION_ROW_NAMES[role]
             if timing != "wall":
                 name += f" [timing: {timing}]"
             rows.append((name, (timing != "wall", timing, rank, model, str(shots), str(style)), values, result.name))
@@ -313,7 +454,7 @@ def optimization_experiment_rows(results: Sequence[ExperimentResult],
 
 def optimization_table_from_dicts(rows: Sequence[tuple[str, Mapping[str, Any]]], fmt: str = "github") -> str:
     headers = ["program", *(header for header, _ in OPTIMIZATION_COLUMNS)]
-    body = [[name, *(format_value(values.get(field), 3 if field == "eff_at_1" else 2)
+    body = [[name, *(format_cell(values.get, field, 3 if field == "eff_at_1" else 2)
                      for _, field in OPTIMIZATION_COLUMNS)] for name, values in rows]
     return tabulate(body, headers=headers, tablefmt=fmt, disable_numparse=True)
 
@@ -323,7 +464,11 @@ def study_tables(results: Sequence[ExperimentResult], track: str = "all", fmt: s
     sections = []
     if track in ("efficiency", "all"):
         rows = efficiency_experiment_rows(results)
-        sections.append(("Efficiency", efficiency_table_from_dicts(rows, fmt) if rows else None))
+        body = efficiency_table_from_dicts(rows, fmt) if rows else None
+        paired = efficiency_paired_rows(results)
+        if body and paired:
+            body += f"\n\n{PAIRED_NOTE}\n\n{paired_table(paired, fmt)}"
+        sections.append(("Efficiency", body))
     if track in ("retrieval", "all"):
         sections.append(("Retrieval", retrieval_experiment_tables(results, fmt) or None))
     if track in ("optimization", "all"):

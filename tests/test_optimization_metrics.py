@@ -99,3 +99,7 @@ def test_outcomes_and_rows():
     assert all(all(part for part in key.split(".")) for key in metrics)
     assert metrics["optimization.tasks_without_slow_baseline"] == 1
     assert not any(math.isnan(v) for v in metrics.values())
+    # Speedup's 95% bootstrap interval over tasks: generated speedups 2, 1, 1
+    assert 1.0 <= generated.speedup_lo <= generated.speedup <= generated.speedup_hi <= 2.0
+    assert metrics["optimization.generated.speedup_lo"] == pytest.approx(generated.speedup_lo, abs=1e-4)
+    assert "optimization.reference.speedup_hi" in metrics and "optimization.slow.speedup_lo" not in metrics

@@ -121,8 +121,10 @@ def test_measure_and_report_stages_end_to_end(tmp_path, tasks):
     done = run("stages/report.py", "--params", str(tmp_path / "params.yaml"), "--tasks", str(tmp_path / "tasks.jsonl"),
                "--timings", str(tmp_path / "timings"), "--metrics", str(tmp_path / "metrics"))
     assert done.returncode == 0, done.stderr
-    metrics = json.loads((tmp_path / "metrics" / "efficiency.json").read_text())["efficiency"]
+    content = json.loads((tmp_path / "metrics" / "efficiency.json").read_text())
+    metrics = content["efficiency"]
     assert metrics["pass1"] == 50.0 and metrics["status_wrong_answer"] == 1
+    assert metrics["NET_lo"] == metrics["NET_hi"] == metrics["NET"]  # one task in the ratios: its value twice
     assert all("." not in key for key in metrics)
     table = (tmp_path / "metrics" / "efficiency.md").read_text()
     assert "| rag3_and_smollm2-135m-instruct" in table.replace("  ", " ")
@@ -130,4 +132,15 @@ def test_measure_and_report_stages_end_to_end(tmp_path, tasks):
     assert [r["task_id"] for r in ratios if r["NET"] is not None] == [slow.id]
     assert {r["task_id"]: r["status"] for r in ratios} == {slow.id: "ok", wrong.id: "wrong_answer"}
     raw = [json.loads(line) for line in (tmp_path / "timings" / "raw.jsonl").read_text().splitlines()]
-    assert {r["role"] for r in raw} == {"canonical", "completion"}
+    # the reference row: LeetCodeDataset's recorded responses for these tasks, measured in the same
+    # run (final-array's response is empty: no_code, never run; stone-removal-game's has code)
+    assert {r["role"] for r in raw} == {"canonical", "completion", "reference"}
+    measured = [json.loads(line) for line in (tmp_path / "timings" / "measurements.jsonl").read_text().splitlines()]
+    references = {m["task_id"]: m["status"] for m in measured if m["role"] == "reference"}
+    assert references[slow.id] == "no_code" and wrong.id in references
+    reference = content["efficiency_reference"]
+    assert set(reference) == {"NET", "NET_lo", "NET_hi", "NMU", "NTMU", "pass1"}
+    assert reference["pass1"] == (50.0 if references[wrong.id] == "ok" else 0.0)
+    assert "| leetcodedataset-response (reference)" in table.replace("  ", " ")
+    environment = json.loads((tmp_path / "timings" / "environment.json").read_text())
+    assert environment["reference"]["source"] == "leetcodedataset-response"

@@ -12,6 +12,10 @@ The percentages over "tasks" use the tasks that enter the ratios as denominator 
 convention). Beside each mean of ratios, the ratio of totals (EffiBench's released code):
 NET_total = sum T_i / sum T_canon_i, and so on.
 
+Uncertainty: NET, NMU and NTMU carry a 95% percentile-bootstrap interval over the tasks in the
+ratios (`NET_lo`, `NET_hi`, ...; perfrepro.metrics.uncertainty, seed `BOOTSTRAP_SEED`, so the same
+ratios always give the same interval; one task gives its value twice; no task gives None).
+
 Near-zero guard: a ratio is max(x, floor) / max(x_canon, floor), with a floor per unit
 (`FLOORS`): far below anything a passing run can measure (1 ns, 1 instruction, ...), so it never
 moves a real ratio, but a zero or negative canonical value (possible for the deterministic MU,
@@ -25,6 +29,7 @@ import statistics
 from dataclasses import asdict, dataclass
 from typing import Iterable, Sequence
 
+from perfrepro.metrics.uncertainty import bootstrap_interval
 from perfrepro.records import Measurement
 
 # time_unit -> (time floor, MU floor, TMU floor in MB)
@@ -35,6 +40,8 @@ FLOORS = {
 }
 _DEFAULT_FLOORS = (1e-12, 1e-12, 1e-3)
 TMU_THRESHOLD_MB = 5.0
+BOOTSTRAP_SEED = 0
+CONFIDENCE = 0.95
 RATIO_THRESHOLD = 5.0
 
 
@@ -73,14 +80,20 @@ class EfficiencyMetrics:
 
     ET: float | None
     NET: float | None
+    NET_lo: float | None  # 95% bootstrap interval of NET over tasks
+    NET_hi: float | None
     Max_NET: float | None
     NET_gt5: float | None
     MU: float | None
     NMU: float | None
+    NMU_lo: float | None
+    NMU_hi: float | None
     Max_NMU: float | None
     NMU_gt5: float | None
     TMU: float | None
     NTMU: float | None
+    NTMU_lo: float | None
+    NTMU_hi: float | None
     Max_TMU: float | None
     TMU_gt5: float | None
     pass1: float
@@ -110,11 +123,12 @@ def _by_task(measurements: Iterable[Measurement], role: str) -> dict[str, Measur
 
 
 def task_ratios(
-    task_ids: Sequence[str], measurements: Iterable[Measurement]
+    task_ids: Sequence[str], measurements: Iterable[Measurement], role: str = "completion"
 ) -> tuple[list[TaskRatio], dict[str, Measurement], dict[str, Measurement]]:
-    """Per-task ratios for tasks whose completion and canonical both passed, in task order."""
+    """Per-task ratios for tasks whose `role` program (the completion) and canonical both passed,
+    in task order."""
     measurements = list(measurements)
-    completions = _by_task(measurements, "completion")
+    completions = _by_task(measurements, role)
     canonicals = _by_task(measurements, "canonical")
     units = {m.time_unit for m in measurements if m.passed}
     if len(units) > 1:
@@ -140,17 +154,27 @@ def task_ratios(
     return ratios, completions, canonicals
 
 
+def interval(values: Sequence[float], seed: int = BOOTSTRAP_SEED) -> tuple[float | None, float | None]:
+    """The 95% bootstrap interval of the mean of `values` over tasks; (None, None) for no task."""
+    if not values:
+        return None, None
+    low, high = bootstrap_interval(values, confidence=CONFIDENCE, seed=seed)
+    return low, high
+
+
 def _total_ratio(values: Sequence[float], canonical: Sequence[float], floor: float) -> float | None:
     return normalized(math.fsum(values), math.fsum(canonical), floor) if values else None
 
 
-def efficiency_metrics(task_ids: Sequence[str], measurements: Iterable[Measurement]) -> EfficiencyMetrics:
-    """The table row for these tasks. `measurements` hold roles "completion" and "canonical".
+def efficiency_metrics(task_ids: Sequence[str], measurements: Iterable[Measurement],
+                       role: str = "completion") -> EfficiencyMetrics:
+    """The table row for these tasks. `measurements` hold roles "canonical" and `role` (the
+    row's programs: "completion", or "reference" for the reference row measured in the same run).
 
-    A task with no completion measurement counts as a failure (status "no_code").
+    A task with no `role` measurement counts as a failure (status "no_code").
     """
     task_ids = list(dict.fromkeys(task_ids))
-    ratios, completions, canonicals = task_ratios(task_ids, measurements)
+    ratios, completions, canonicals = task_ratios(task_ids, measurements, role)
     passed = [t for t in task_ids if t in completions and completions[t].passed]
     status_counts: dict[str, int] = {}
     for t in task_ids:
@@ -164,17 +188,24 @@ def efficiency_metrics(task_ids: Sequence[str], measurements: Iterable[Measureme
     ntmu = [r.ntmu for r in ratios]
     peaks = [r.peak_memory_mb for r in ratios]
     some = bool(ratios)
+    (net_lo, net_hi), (nmu_lo, nmu_hi), (ntmu_lo, ntmu_hi) = interval(net), interval(nmu), interval(ntmu)
     return EfficiencyMetrics(
         ET=mean([r.time for r in ratios]),
         NET=mean(net),
+        NET_lo=net_lo,
+        NET_hi=net_hi,
         Max_NET=max(net) if some else None,
         NET_gt5=percent([x > RATIO_THRESHOLD for x in net]) if some else None,
         MU=mean([r.memory_usage for r in ratios]),
         NMU=mean(nmu),
+        NMU_lo=nmu_lo,
+        NMU_hi=nmu_hi,
         Max_NMU=max(nmu) if some else None,
         NMU_gt5=percent([x > RATIO_THRESHOLD for x in nmu]) if some else None,
         TMU=mean(peaks),
         NTMU=mean(ntmu),
+        NTMU_lo=ntmu_lo,
+        NTMU_hi=ntmu_hi,
         Max_TMU=max(peaks) if some else None,
         TMU_gt5=percent([x > TMU_THRESHOLD_MB for x in peaks]) if some else None,
         pass1=percent([t in passed for t in task_ids]),

@@ -8,6 +8,8 @@ Definitions (PIE, Shypula et al. 2024; ENAMEL, Qiu et al. 2025):
   ``timeout = alpha * ref`` (alpha = 2); the task score is the level-weighted mean (weights
   3, 3, 4 for levels 1-3; level 0 checks correctness only) and 0 for a wrong answer; eff@k is the
   unbiased estimator of E[max of k samples' scores], as pass@k.
+- Uncertainty: Speedup carries a 95% percentile-bootstrap interval over tasks (`speedup_lo`,
+  `speedup_hi`; perfrepro.metrics.uncertainty, seed 0: the same speedups give the same interval).
 
 Here a level is one Measurement (task id ``<id>@L<level>``, all of the level's tests run
 together), so ``elapsed`` and ``ref`` are the level's total times, where ENAMEL takes the maximum
@@ -25,12 +27,14 @@ from dataclasses import dataclass
 from math import comb
 from typing import Iterable, Mapping, Sequence
 
+from perfrepro.metrics.uncertainty import bootstrap_interval
 from perfrepro.records import Measurement
 
 LEVEL_SEPARATOR = "@L"  # per-level Program/Measurement task ids: HumanEval/1@L2
 OPT_THRESHOLD = 1.10
 ENAMEL_ALPHA = 2.0
 ENAMEL_LEVEL_WEIGHTS = {0: 0.0, 1: 3.0, 2: 3.0, 3: 4.0}
+BOOTSTRAP_SEED = 0
 
 
 def level_key(task_id: str, level: int) -> str:
@@ -108,6 +112,8 @@ class RowSummary:
     pct_correct: float
     eff: float  # eff@1, or eff@k for a Best@k row
     k: int = 1
+    speedup_lo: float | None = None  # 95% bootstrap interval of `speedup` over tasks
+    speedup_hi: float | None = None
 
 
 def _level_results(measurements: Iterable[Measurement]) -> dict[tuple[str, str, int], dict[int, Measurement]]:
@@ -203,6 +209,7 @@ def _row(label: str, speedups: Sequence[float], correct: Sequence[bool], effs: S
     if n == 0:
         return RowSummary(label, 0, 1.0, 0.0, 0.0, 0.0, k)
     opt = sum(1 for s, c in zip(speedups, correct) if c and s >= OPT_THRESHOLD)
+    low, high = bootstrap_interval(speedups, seed=BOOTSTRAP_SEED)
     return RowSummary(
         label=label,
         tasks=n,
@@ -211,6 +218,8 @@ def _row(label: str, speedups: Sequence[float], correct: Sequence[bool], effs: S
         pct_correct=100.0 * sum(correct) / n,
         eff=sum(effs) / n,
         k=k,
+        speedup_lo=low,
+        speedup_hi=high,
     )
 
 
@@ -234,7 +243,8 @@ def summarize(outcomes: Sequence[TaskOutcome], samples: int) -> list[RowSummary]
 
 def optimization_metrics(rows: Sequence[RowSummary], excluded: int, prefix: str = "optimization") -> dict[str, float]:
     """Flat metric keys (``optimization.generated.speedup``, ``optimization.generated.best_at_4.pct_opt``);
-    no dots inside a segment."""
+    no dots inside a segment. Speedup's interval (``speedup_lo``, ``speedup_hi``) for every row but
+    the slow program's (1.0 by definition)."""
     metrics: dict[str, float] = {f"{prefix}.tasks_without_slow_baseline": excluded}
     for row in rows:
         role = row.label.split()[0]
@@ -247,4 +257,6 @@ def optimization_metrics(rows: Sequence[RowSummary], excluded: int, prefix: str 
             f"{key}.pct_correct": round(row.pct_correct, 2),
             f"{key}.{eff}": round(row.eff, 4),
         })
+        if role != "slow" and row.speedup_lo is not None:
+            metrics.update({f"{key}.speedup_lo": round(row.speedup_lo, 4), f"{key}.speedup_hi": round(row.speedup_hi, 4)})
     return metrics

@@ -50,7 +50,7 @@ def bootstrap_interval(
         raise ValueError(f"bootstrap_interval: expected a flat sequence of numbers, got shape {x.shape}")
     bad = np.flatnonzero(~np.isfinite(x))
     if bad.size:
-        raise ValueError(f"bootstrap_interval: value {int(bad[0])} is {x[bad[0]]!r}; pass finite numbers only "
+        raise ValueError(f"bootstrap_interval: value {int(bad[0])} is {float(x[bad[0]])!r}; pass finite numbers only "
                          "(drop the items with no value first)")
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"bootstrap_interval: confidence must be in (0, 1), got {confidence!r}")
