@@ -11,7 +11,12 @@ in the code under test, the deterministic backend's cost against a native run, a
 (tasks per minute, canonical + completion, at the params' repeats). Also the load average, since
 the machine may be shared.
 
+`--before REV` also measures each canonical solution with the harness of git revision REV, in the
+same backend call as today's (interleaved), and reports its wall CV beside today's (`wall_before`).
+`--det-tasks 0` skips the deterministic part.
+
     python benchmarks/timing_noise.py [--tasks 20] [--measurements 10] [--det-tasks 3] [--det-measurements 2]
+    python benchmarks/timing_noise.py --tasks 10 --measurements 5 --det-tasks 0 --before 9c92222^
 """
 
 from __future__ import annotations
@@ -67,6 +72,15 @@ def effibench_style(task: Task) -> tuple[float, float, float]:
     return result.wall_s * 1000, mu, under
 
 
+def harness_modules(before: str | None) -> dict:
+    modules = {"after": harness}
+    if before:
+        from calibration import harness_at  # benchmarks/calibration.py, beside this file
+
+        modules["before"] = harness_at(before)
+    return modules
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", type=int, default=20)
@@ -74,6 +88,7 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=1, help="wall: processes per Measurement")
     parser.add_argument("--det-tasks", type=int, default=3)
     parser.add_argument("--det-measurements", type=int, default=2)
+    parser.add_argument("--before", metavar="REV", help="also measure with the harness of this git revision")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "timing_noise.json")
     args = parser.parse_args(argv)
     params = load_params(ROOT / "params.yaml").timing
@@ -88,31 +103,43 @@ def main(argv=None) -> int:
     per_task = {}
     started = time.perf_counter()
     wall_seconds = 0.0
+    modules = harness_modules(args.before)
+    report["before_rev"] = args.before
     for task in tasks:
-        program = harness.canonical_program(task)
-        ets, mus, effi_et, effi_mu, effi_under = [], [], [], [], []
-        for _ in range(args.measurements):  # interleave the two methods
+        programs = [module.canonical_program(task) for module in modules.values()]
+        ets = {label: [] for label in modules}
+        mus = {label: [] for label in modules}
+        effi_et, effi_mu, effi_under = [], [], []
+        for _ in range(args.measurements):  # interleave the methods (and the harnesses, in one call)
             t = time.perf_counter()
-            (m,) = wall.measure([program])
+            measured = wall.measure(programs)
             wall_seconds += time.perf_counter() - t
-            if not m.passed:
+            failed = next((m for m in measured if not m.passed), None)
+            if failed:
                 break
-            ets.append(m.execution_time)
-            mus.append(m.memory_usage)
+            for label, m in zip(modules, measured):
+                ets[label].append(m.execution_time)
+                mus[label].append(m.memory_usage)
             e_et, e_mu, e_under = effibench_style(task)
             effi_et.append(e_et)
             effi_mu.append(e_mu)
             effi_under.append(e_under)
-        if len(ets) < args.measurements:
-            print(f"skip {task.id}: canonical failed ({m.status}: {m.error})", file=sys.stderr)
+        if len(ets["after"]) < args.measurements:
+            print(f"skip {task.id}: canonical failed ({failed.status}: {failed.error})", file=sys.stderr)
             continue
         per_task[task.id] = {
-            "wall_et_ms": statistics.median(ets), "wall_cv_et": cv(ets), "wall_cv_mu": cv(mus),
+            "wall_et_ms": statistics.median(ets["after"]), "wall_cv_et": cv(ets["after"]),
+            "wall_cv_mu": cv(mus["after"]),
             "effibench_et_ms": statistics.median(effi_et), "effibench_cv_et": cv(effi_et), "effibench_cv_mu": cv(effi_mu),
             "effibench_under_test_ms": statistics.median(effi_under),
         }
-        print(f"{task.id}: wall ET {per_task[task.id]['wall_et_ms']:.4f} ms CV {cv(ets):.3f} | "
-              f"effibench ET {per_task[task.id]['effibench_et_ms']:.1f} ms CV {cv(effi_et):.3f}", file=sys.stderr)
+        if "before" in modules:
+            per_task[task.id].update(before_wall_et_ms=statistics.median(ets["before"]),
+                                     before_wall_cv_et=cv(ets["before"]), before_wall_cv_mu=cv(mus["before"]))
+        print(f"{task.id}: wall ET {per_task[task.id]['wall_et_ms']:.4f} ms CV {cv(ets['after']):.3f}"
+              + (f" (before: {per_task[task.id]['before_wall_et_ms']:.4f} ms CV {cv(ets['before']):.3f})"
+                 if "before" in modules else "")
+              + f" | effibench ET {per_task[task.id]['effibench_et_ms']:.1f} ms CV {cv(effi_et):.3f}", file=sys.stderr)
     rows = list(per_task.values())
 
     def summary(key: str) -> dict:
@@ -126,8 +153,11 @@ def main(argv=None) -> int:
         "loop_cpu_share": {"median": statistics.median(cpu_shares), "min": min(cpu_shares)} if cpu_shares else {},
         # the timed region is run_tests() only: the code under test plus the harness's one-line
         # candidate guard and the loop, so the share is the region's, not start-up's
-        "seconds_per_process": wall_seconds / max(1, len(rows) * args.measurements * args.repeats),
+        "seconds_per_process": wall_seconds / max(1, len(rows) * args.measurements * args.repeats * len(modules)),
     }
+    if "before" in modules:
+        report["wall_before"] = {"cv_et": summary("before_wall_cv_et"), "cv_mu": summary("before_wall_cv_mu"),
+                                 "et_ms": summary("before_wall_et_ms")}
     per_program_s = report["wall"]["seconds_per_process"] * params.repeats
     report["wall"]["throughput_tasks_per_min"] = 60.0 / (2 * per_program_s)
     report["effibench_style"] = {
@@ -137,7 +167,7 @@ def main(argv=None) -> int:
     }
 
     # deterministic: exactness, cost against a native run of the same program
-    det = make_backend(TimingConfig(**{**params.__dict__, "backend": "deterministic"}))
+    det = make_backend(TimingConfig(**{**params.__dict__, "backend": "deterministic"})) if args.det_tasks else None
     det_rows = []
     for task in tasks[: args.det_tasks]:
         program = harness.canonical_program(task)
@@ -156,14 +186,16 @@ def main(argv=None) -> int:
                          "cost_per_valgrind_run_vs_native": statistics.median(costs) / 4 / native_s})
         print(f"{task.id}: deterministic {values[0][0]:.0f} instr, identical={det_rows[-1]['identical']}, "
               f"{det_rows[-1]['cost_vs_native']:.0f}x native", file=sys.stderr)
-    report["deterministic"] = {
-        "rows": det_rows,
-        "cv_et": {"median": statistics.median(r["cv_et"] for r in det_rows), "max": max(r["cv_et"] for r in det_rows)},
-        "all_identical": all(r["identical"] for r in det_rows),
-        "cost_vs_native_median": statistics.median(r["cost_vs_native"] for r in det_rows),
-        "cost_per_valgrind_run_vs_native_median": statistics.median(r["cost_per_valgrind_run_vs_native"] for r in det_rows),
-        "throughput_tasks_per_min": 60.0 / (2 * statistics.median(r["seconds"] for r in det_rows)),
-    }
+    if det_rows:
+        report["deterministic"] = {
+            "rows": det_rows,
+            "cv_et": {"median": statistics.median(r["cv_et"] for r in det_rows), "max": max(r["cv_et"] for r in det_rows)},
+            "all_identical": all(r["identical"] for r in det_rows),
+            "cost_vs_native_median": statistics.median(r["cost_vs_native"] for r in det_rows),
+            "cost_per_valgrind_run_vs_native_median": statistics.median(r["cost_per_valgrind_run_vs_native"]
+                                                                        for r in det_rows),
+            "throughput_tasks_per_min": 60.0 / (2 * statistics.median(r["seconds"] for r in det_rows)),
+        }
     report["per_task"] = per_task
     report["load_after"] = os.getloadavg()
     report["elapsed_s"] = time.perf_counter() - started

@@ -216,3 +216,37 @@ def test_markdown_has_the_reference_row_beside_the_live_one():
     assert live_cells[2] == "-" and live_cells[-1] == "0.00"
     assert ref_cells[0] == "leetcodedataset-response (reference)"
     assert ref_cells[2] == f"{reference.NET:.2f}" and ref_cells[3] == f"[{reference.NET_lo:.2f}, {reference.NET_hi:.2f}]"
+
+
+def test_perfrepro_table_pairs_two_real_dvc_experiments(tmp_path, capsys):
+    # a real DVC repo: the commit holds shots 0 and its per-task NET; `dvc exp save` keeps shots 1,
+    # twice as fast on every task both passed. `perfrepro table` reads both revs' net_ratios.json.
+    env = {**__import__("os").environ, "DVC_NO_ANALYTICS": "1"}
+    for cmd in (["git", "init", "-q"], ["git", "config", "user.email", "t@example.com"],
+                ["git", "config", "user.name", "t"], [cli.find_dvc(), "init", "-q"]):
+        subprocess.run(cmd, cwd=tmp_path, check=True, capture_output=True, env=env)
+    (tmp_path / "dvc.yaml").write_text("params:\n  - params.yaml\nmetrics:\n  - metrics/efficiency.json\n")
+    (tmp_path / "metrics").mkdir()
+
+    def write(shots, nets):
+        params = {"shots": shots, "llm": {"model": "m", "backend": "local"}, "timing": {"backend": "wall"}}
+        (tmp_path / "params.yaml").write_text(json.dumps(params))
+        rows = [{"task_id": t, "status": "ok" if v else "wrong_answer", "NET": v} for t, v in nets.items()]
+        (tmp_path / "metrics" / "net_ratios.json").write_text(json.dumps({"net_ratios": rows}))
+        mean = sum(v for v in nets.values() if v) / sum(1 for v in nets.values() if v)
+        (tmp_path / "metrics" / "efficiency.json").write_text(json.dumps({"efficiency": {"NET": mean}}))
+
+    write(0, {"t1": 1.0, "t2": 2.0, "t3": 4.0, "t4": None})
+    subprocess.run(["git", "add", "-A"], cwd=tmp_path, check=True, capture_output=True)
+    subprocess.run(["git", "commit", "-qm", "shots 0"], cwd=tmp_path, check=True, capture_output=True)
+    write(1, {"t1": 0.5, "t2": 1.0, "t3": 2.0, "t4": 3.0})
+    saved = subprocess.run([cli.find_dvc(), "exp", "save", "-n", "shots1"], cwd=tmp_path, capture_output=True,
+                           text=True, env=env)
+    assert saved.returncode == 0, saved.stderr
+    subprocess.run(["git", "checkout", "-q", "--", "."], cwd=tmp_path, check=True)  # workspace back to shots 0
+    assert cli.main(["table", "--track", "efficiency", "-C", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in out.splitlines() if line.startswith("| m ")]
+    paired = [row for row in rows if len(row) == 5]  # the efficiency table's rows have 17 cells
+    # workspace == commit (one row, shots 0) against the experiment (shots 1): 3 tasks both passed
+    assert paired == [["m", "rag1_and_m", "3", "0.500", "0.250"]], out
