@@ -14,7 +14,7 @@ import sys
 # Loggers that speak at INFO about things a stage's reader does not need (one line per HTTP
 # request, "Load pretrained SentenceTransformer", "Use pytorch device", chroma telemetry).
 QUIET = (
-    "httpx", "httpcore", "openai", "urllib3", "filelock", "fsspec", "asyncio",
+    "httpx", "httpx2", "httpcore", "openai", "urllib3", "filelock", "fsspec", "asyncio",
     "sentence_transformers", "transformers", "huggingface_hub", "datasets", "torch",
     "chromadb", "posthog", "dvc",
 )

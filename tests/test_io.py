@@ -95,7 +95,7 @@ def test_setup_logging_quiets_model_loading_and_replaces_its_own_handler():
         setup_logging("embed")
         ours = [h for h in root.handlers if isinstance(h.formatter, StageFormatter)]
         assert len(ours) == 1
-        for name in ("sentence_transformers", "transformers", "httpx", "chromadb"):
+        for name in ("sentence_transformers", "transformers", "httpx", "httpx2", "chromadb"):
             assert not logging.getLogger(name).isEnabledFor(logging.INFO)
     finally:
         for handler in [h for h in root.handlers if h not in before]:
