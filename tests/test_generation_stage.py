@@ -5,6 +5,7 @@ write nothing, while the cache keeps what was received."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -200,3 +201,32 @@ def test_a_server_that_stops_answering_trips_the_breaker_and_keeps_the_answers(t
     assert sent == 3 + 4  # three answers, then 4 failed attempts (two requests of 2): no more
     assert not (tmp_path / "out" / "completions.jsonl").exists()
     assert len(list((tmp_path / "cache").glob("??/*.json"))) == 3
+
+
+def test_recorded_backend_on_the_pie_track_stops_before_any_work(tmp_path):
+    env = setup_workspace(tmp_path, "http://127.0.0.1:9/v1", 1)
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    params["llm"]["backend"] = "recorded"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    out = tmp_path / "pie" / "completions.jsonl"
+    result = subprocess.run([sys.executable, str(REPO / "stages" / "optimize.py"), "--params", str(tmp_path / "params.yaml"),
+                             "--tasks", str(tmp_path / "no-pie-tasks"), "--out", str(out)],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert "recorded responses exist only for the efficiency tasks" in result.stderr
+    assert "no-pie-tasks" not in result.stderr  # refused before reading the tasks
+    assert not out.parent.exists()  # never a row of errors under a model's name
+
+
+def test_optimize_tasks_refuses_the_recorded_backend():
+    import pytest
+
+    from perfrepro.config import load_params
+    from perfrepro.generation.backends import BackendError
+    from perfrepro.optimization.optimize import optimize_tasks
+
+    llm = dataclasses.replace(load_params(REPO / "params.yaml").llm, backend="recorded")
+    opened = []
+    with pytest.raises(BackendError, match="recorded responses exist only for the efficiency tasks"):
+        optimize_tasks([], {}, llm, lambda config: opened.append(config))
+    assert opened == []
