@@ -77,9 +77,14 @@ def check_sandbox() -> list[Finding]:
     iso = sandbox.isolation()
     if iso.name in ("full", "userns"):
         return [Finding("ok", "sandbox", f"isolation {iso.name}: {iso.note}")]
-    return [Finding("warning", "sandbox", f"isolation {iso.name}: {iso.note}; generated code is less contained. "
-                                          f"Install util-linux (unshare, setpriv) and run where namespaces are "
-                                          f"allowed (e.g. docker --privileged, or user namespaces enabled)")]
+    refusal = getattr(sandbox, "refusal", None)
+    allowed = getattr(sandbox, "unisolated_allowed", lambda: False)
+    reason = refusal(iso, allowed()) if refusal is not None else None
+    if reason:  # measure and measure_pie would refuse to run generated code here
+        return [Finding("error", "sandbox", f"{reason}. Install util-linux (unshare, setpriv) and run where "
+                                            f"namespaces are allowed (e.g. docker --privileged, or user namespaces enabled)")]
+    return [Finding("warning", "sandbox", f"isolation {iso.name}: {iso.note}; generated code is less contained "
+                                          f"(allowed by {getattr(sandbox, 'ALLOW_UNISOLATED_ENV', 'the opt-in')})")]
 
 
 def check_valgrind(required: bool) -> list[Finding]:

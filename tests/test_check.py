@@ -5,6 +5,7 @@ other stage and that a changed param reruns `check` without rerunning stages tha
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -177,3 +178,17 @@ def test_dvc_repro_stops_at_check_on_a_top_level_typo_and_reruns_only_what_reads
     assert fixed.returncode == 0, fixed.stderr
     assert ran(fixed) == ["check", "uses_shots"]  # check.json unchanged: uses_seed is not rerun
     assert (dvc_repo / "shots.txt").read_text().strip() == "1"
+
+
+def test_the_sandbox_check_is_an_error_where_measure_would_refuse(monkeypatch):
+    from perfrepro.checks import check_sandbox
+    from perfrepro.execution import sandbox
+
+    weak = dataclasses.replace(sandbox.isolation(), name="uid", note="network NOT isolated")
+    monkeypatch.setattr(sandbox, "isolation", lambda: weak)
+    monkeypatch.setattr(sandbox, "refusal", lambda iso, allowed: None if allowed else "sandbox refuses to run untrusted code")
+    monkeypatch.setattr(sandbox, "unisolated_allowed", lambda: False)
+    refused = check_sandbox()
+    assert refused[0].level == "error" and refused[0].message.startswith("sandbox refuses to run untrusted code")
+    monkeypatch.setattr(sandbox, "unisolated_allowed", lambda: True)
+    assert check_sandbox()[0].level == "warning"
