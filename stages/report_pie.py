@@ -4,6 +4,9 @@
 Speedup (mean over tasks of max(1, t_slow / t_generated), an incorrect or missing program counting
 1.0), %Opt (correct and speedup >= 1.10), %Correct and ENAMEL's eff@1, for the generated programs
 (and Best@k when pie.samples > 1), the ENAMEL reference (the human ceiling) and the slow program.
+One row per model besides: every run under `--rows` (data/pie/rows/<role>/{completions.jsonl,timings}:
+the base model with the plain and the conditioned prompt, the fine-tuned model), each against the
+slow program timed in its own run.
 """
 
 from __future__ import annotations
@@ -16,11 +19,12 @@ from pathlib import Path
 from perfrepro.config import ConfigError, load_params
 from perfrepro.io import atomic_outputs, write_json, write_text
 from perfrepro.logs import setup_logging
-from perfrepro.metrics.optimization import optimization_metrics, summarize, task_outcomes
+from perfrepro.metrics.optimization import model_rows, optimization_metrics, summarize, task_outcomes
 from perfrepro.report import optimization_table, optimization_task_table
-from perfrepro.records import Measurement, RecordError, read_jsonl
+from perfrepro.records import Completion, Measurement, RecordError, read_jsonl
 
 log = logging.getLogger("report_pie")
+MODEL_ROLES = ("base_plain", "base_conditioned", "finetuned")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -29,7 +33,23 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--timings", type=Path, default=Path("data/pie/timings"))
     parser.add_argument("--metrics", type=Path, default=Path("metrics/optimization.json"))
     parser.add_argument("--table", type=Path, default=Path("metrics/optimization.md"))
+    parser.add_argument("--rows", type=Path, default=Path("data/pie/rows"),
+                        help="per-model runs: <rows>/<role>/completions.jsonl and timings/ (missing: no such rows)")
     return parser.parse_args(argv)
+
+
+def per_model_rows(rows_dir: Path, samples: int) -> list:
+    """The generated rows of each run under `rows_dir`, in MODEL_ROLES order, labelled by its model."""
+    found = []
+    for role in MODEL_ROLES:
+        run = rows_dir / role
+        if not (run / "timings" / "measurements.jsonl").is_file():
+            continue
+        completions = read_jsonl(run / "completions.jsonl", Completion)
+        model = completions[0].model if completions else role
+        outcomes, _ = task_outcomes(read_jsonl(run / "timings" / "measurements.jsonl", Measurement), samples)
+        found += model_rows(outcomes, samples, role, model)
+    return found
 
 
 def main(argv=None) -> int:
@@ -38,11 +58,13 @@ def main(argv=None) -> int:
     try:
         params = load_params(args.params)
         measurements = read_jsonl(args.timings / "measurements.jsonl", Measurement)
+        extra = per_model_rows(args.rows, params.pie.samples)
     except (ConfigError, RecordError, FileNotFoundError) as exc:
         log.error("%s", exc)
         return 1
     outcomes, excluded = task_outcomes(measurements, params.pie.samples)
     rows = summarize(outcomes, params.pie.samples)
+    rows = rows[:-2] + extra + rows[-2:]  # the per-model rows above the reference and the slow program
     lines = [
         "# Optimization track (PIE-style, ENAMEL tasks)",
         "",

@@ -140,6 +140,11 @@ def open_backend(
         return
     cache = cache if cache is not None else ResponseCache.from_config(llm.cache_dir)
     log.info("LLM response cache: %s", cache.directory)
+    if llm.backend == "transformers":  # in process, e.g. the fine-tuned model (perfrepro/generation/transformers_backend.py)
+        from perfrepro.generation.transformers_backend import TransformersBackend
+
+        yield TransformersBackend(llm, cache, progress=progress)
+        return
     if llm.backend == "openai":
         api_key = api_key_from_env(llm, required=llm.base_url is None)
         yield _client(llm, base_url=llm.base_url, endpoint=None, api_key=api_key, cache=cache, progress=progress,

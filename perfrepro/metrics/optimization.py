@@ -21,6 +21,7 @@ counted. A generated program is correct when it passed every timed level it was 
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections import defaultdict
 from dataclasses import dataclass
@@ -239,6 +240,13 @@ def summarize(outcomes: Sequence[TaskOutcome], samples: int) -> list[RowSummary]
     rows.append(_row("reference", [o.reference_speedup for o in outcomes], [o.reference_correct for o in outcomes], [o.reference_eff for o in outcomes]))
     rows.append(_row("slow", [1.0 for _ in outcomes], [o.slow_correct for o in outcomes], [o.slow_eff for o in outcomes]))
     return rows
+
+
+def model_rows(outcomes: Sequence[TaskOutcome], samples: int, role: str, model: str) -> list[RowSummary]:
+    """The generated rows (@1, Best@k) of another model's run, labelled ``<role> (<model>)``: the
+    per-model rows of report_pie (base model per prompt, fine-tuned model)."""
+    return [dataclasses.replace(row, label=f"{role} ({model})" + row.label[len("generated"):])
+            for row in summarize(outcomes, samples) if row.label.startswith("generated")]
 
 
 def optimization_metrics(rows: Sequence[RowSummary], excluded: int, prefix: str = "optimization") -> dict[str, float]:

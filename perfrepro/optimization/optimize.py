@@ -74,9 +74,11 @@ def optimize_tasks(
     style: str = "plain",
     conditioned_template: str | None = None,
     on_backend: Callable[[ChatBackend], None] | None = None,
+    requests: Sequence[ChatRequest] | None = None,
 ) -> list[Completion]:
     """Completions for every (task, sample), sample-major; `open_backend(llm)` is a context
-    manager yielding a ChatBackend (perfrepro.generation.backends.open_backend).
+    manager yielding a ChatBackend (perfrepro.generation.backends.open_backend). `requests`
+    (one per task, in order) replaces the few-shot prompts, e.g. for the fine-tuned model.
 
     ``llm.backend: recorded`` raises BackendError before any request: recorded responses exist
     only for the efficiency tasks, and a row of failures under a model's name would read as that
@@ -85,7 +87,8 @@ def optimize_tasks(
         check_backend(llm, recorded_available=False, track="PIE track")  # raises, naming what to do
     if samples > 1 and llm.temperature == 0.0:
         log.warning("pie.samples is %d but llm.temperature is 0: the samples will be the same program", samples)
-    requests = build_requests(tasks, examples, style, conditioned_template)
+    if requests is None:
+        requests = build_requests(tasks, examples, style, conditioned_template)
     completions: list[Completion] = []
     for sample in range(samples):
         with open_backend(dataclasses.replace(llm, seed=llm.seed + sample)) as backend:

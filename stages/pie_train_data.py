@@ -1,0 +1,81 @@
+"""Stage `pie_train_data`: PIE pairs -> fine-tuning records (params: seed, finetune.data,
+finetune.sources, finetune.val_fraction, finetune.max_code_chars, finetune.leak_threshold).
+
+Reads every `finetune.sources` file (the shipped py_reference pairs; PIE's released train /
+train_hq_only / train_with_synthetic / val files where you have them, locally or on the hub),
+scores each target 1..10 by its runtime percentile, removes every problem that overlaps the
+evaluation tasks (data/prepared/opt_tasks.jsonl), splits train / validation by problem_id (seeded)
+and truncates programs at `finetune.max_code_chars`. Writes data/finetune/data/{train,val}.jsonl
+(template-free SftRecords: the finetune stage renders `finetune.template`, so changing the
+template reruns nothing here) and summary.json, and metrics/pie_train_data.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from perfrepro.config import ConfigError, load_params
+from perfrepro.datasets.base import DatasetError
+from perfrepro.finetuning.data import (
+    FinetuneDataError,
+    build_training_data,
+    check_data_choice,
+    eval_programs_from_tasks,
+    load_training_pairs,
+)
+from perfrepro.io import write_json
+from perfrepro.records import OptTask, RecordError, read_jsonl, write_jsonl
+
+log = logging.getLogger("pie_train_data")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--eval-tasks", type=Path, default=Path("data/prepared/opt_tasks.jsonl"),
+                        help="the evaluation tasks no training problem may overlap")
+    parser.add_argument("--out", type=Path, default=Path("data/finetune/data"))
+    parser.add_argument("--metrics", type=Path, default=Path("metrics/pie_train_data.json"))
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
+    args = parse_args(argv)
+    try:
+        params = load_params(args.params)
+        ft = params.finetune
+        check_data_choice(ft.data)
+        eval_tasks = read_jsonl(args.eval_tasks, OptTask)
+        pairs = load_training_pairs(ft.sources)
+        data = build_training_data(
+            pairs, eval_programs_from_tasks(eval_tasks), seed=params.seed, val_fraction=ft.val_fraction,
+            max_code_chars=ft.max_code_chars, leak_threshold=ft.leak_threshold,
+        )
+    except (ConfigError, DatasetError, FinetuneDataError, RecordError, FileNotFoundError) as exc:
+        log.error("%s", exc)
+        return 1
+    write_jsonl(args.out / "train.jsonl", data.train)
+    write_jsonl(args.out / "val.jsonl", data.val)
+    write_json(args.out / "summary.json", data.summary)
+    s = data.summary
+    write_json(args.metrics, {
+        "pie_train_data.train_records": s["train_records"],
+        "pie_train_data.val_records": s["val_records"],
+        "pie_train_data.leaked_problems_removed": s["leaked_problems_removed"],
+        "pie_train_data.overlap_after_filter": s["overlap_after_filter"],
+        "pie_train_data.truncated_records": s["truncated_records"],
+    })
+    log.info("%d train / %d val records (%d / %d problems); %d problems overlapping the %d evaluation tasks "
+             "removed, overlap after the filter %d; %d records truncated at %d characters; scores: %s",
+             s["train_records"], s["val_records"], s["train_problems"], s["val_problems"],
+             s["leaked_problems_removed"], s["eval_tasks"], s["overlap_after_filter"], s["truncated_records"],
+             s["max_code_chars"], s["score_basis_counts"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
