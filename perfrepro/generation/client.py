@@ -190,6 +190,7 @@ class ChatClient:
         self.model_label = model
         self.base_url = base_url
         self.url = (base_url or DEFAULT_BASE_URL).rstrip("/")
+        self.config_key = config_key
         self.endpoint = endpoint or base_url or DEFAULT_BASE_URL
         self.check = check or (f"check {config_key}.base_url ({self.url}) and that the server is running "
                                f"and reachable from this machine")
@@ -285,7 +286,7 @@ class ChatClient:
         if status in (401, 403):
             raise EndpointError(
                 f"the LLM endpoint {self.url} rejected the API key (HTTP {status} on GET /models: {detail}); "
-                f"check the key in the environment variable the config names (api_key_env)"
+                f"check the key in the environment variable that {self.config_key}.api_key_env names"
             )
         self._preflight_done = True
         if status == 404:
