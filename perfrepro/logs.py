@@ -9,6 +9,7 @@ HTTP requests, telemetry) kept below INFO.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 # Loggers that speak at INFO about things a stage's reader does not need (one line per HTTP
@@ -50,4 +51,9 @@ def setup_logging(prefix: str, level: int = logging.INFO) -> logging.Logger:
     root.setLevel(level)
     for name in QUIET:
         logging.getLogger(name).setLevel(max(level, logging.WARNING))
+    # transformers' "Loading weights" bar at every model load (read by huggingface_hub and
+    # transformers when they are imported; switched off directly when they already are)
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if "transformers" in sys.modules:
+        sys.modules["transformers"].utils.logging.disable_progress_bar()
     return logging.getLogger(prefix)
