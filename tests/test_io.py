@@ -4,6 +4,7 @@ style for every stage)."""
 from __future__ import annotations
 
 import logging
+import os
 
 import pytest
 
@@ -87,7 +88,8 @@ def test_one_prefix_style_for_every_logger():
     assert line("perfrepro.timing", logging.ERROR, "no valgrind") == "generate: error: no valgrind"
 
 
-def test_setup_logging_quiets_model_loading_and_replaces_its_own_handler():
+def test_setup_logging_quiets_model_loading_and_replaces_its_own_handler(monkeypatch):
+    monkeypatch.delenv("HF_HUB_DISABLE_PROGRESS_BARS", raising=False)  # restored after the test
     root = logging.getLogger()
     before = list(root.handlers)
     try:
@@ -97,6 +99,7 @@ def test_setup_logging_quiets_model_loading_and_replaces_its_own_handler():
         assert len(ours) == 1
         for name in ("sentence_transformers", "transformers", "httpx", "httpx2", "chromadb"):
             assert not logging.getLogger(name).isEnabledFor(logging.INFO)
+        assert os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] == "1"  # no "Loading weights" bar
     finally:
         for handler in [h for h in root.handlers if h not in before]:
             root.removeHandler(handler)
