@@ -21,7 +21,6 @@ import dataclasses
 import json
 import logging
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -33,7 +32,8 @@ from perfrepro.finetuning.openai_jobs import OpenAIJobError
 from perfrepro.finetuning.templates import chat_jsonl_line, conditioned_template_for, training_messages
 from perfrepro.generation.cache import resolve_cache_dir
 from perfrepro.generation.transformers_backend import LABEL_FILE
-from perfrepro.io import write_json
+from perfrepro.io import atomic_outputs, write_json
+from perfrepro.logs import setup_logging
 from perfrepro.records import RecordError, read_jsonl
 
 log = logging.getLogger("finetune")
@@ -174,7 +174,7 @@ def run_openai(params: Params, api_key: str, train, val, conditioned: str | None
 
 
 def main(argv=None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
+    setup_logging("finetune")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     args = parse_args(argv)
@@ -189,13 +189,24 @@ def main(argv=None) -> int:
         if not train:
             raise FinetuneDataError(f"{args.data / 'train.jsonl'}: no training record (rerun pie_train_data)")
         conditioned = conditioned_template_for(ft.template, args.templates)
-        if args.out.exists():
-            shutil.rmtree(args.out)  # no stale adapter from another backend or base model
-        args.out.mkdir(parents=True)
-        if ft.backend == "local":
-            info, curve = run_local(params, train, val, conditioned, args.out)
-        else:
-            info, curve = run_openai(params, api_key, train, val, conditioned)
+        # a fresh folder (no stale adapter from another backend or base model), renamed into place
+        # with the plot and metrics only when everything succeeded
+        with atomic_outputs(args.out, args.plots, args.metrics) as (out, plots_out, metrics_out):
+            out.mkdir(parents=True)
+            if ft.backend == "local":
+                info, curve = run_local(params, train, val, conditioned, out)
+            else:
+                info, curve = run_openai(params, api_key, train, val, conditioned)
+            info["stage_wall_s"] = round(time.perf_counter() - started, 1)
+            write_json(out / "info.json", info)
+            write_json(plots_out, curve)
+            first, last = info.get("first_loss", {}), info.get("last_loss", {})
+            write_json(metrics_out, {
+                "finetune.train_records_used": info["train_records_used"],
+                **({"finetune.train_wall_s": info["train_wall_s"]} if "train_wall_s" in info else {}),
+                **{f"finetune.first_{split}_loss": value for split, value in first.items()},
+                **{f"finetune.last_{split}_loss": value for split, value in last.items()},
+            })
     except (ConfigError, FinetuneStageError, FinetuneDataError, FinetuneModelError, OpenAIJobError, RecordError,
             FileNotFoundError, ValueError) as exc:
         log.error("%s", exc)
@@ -203,16 +214,6 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         log.error("interrupted (an OpenAI job keeps running; a rerun resumes it)")
         return 130
-    info["stage_wall_s"] = round(time.perf_counter() - started, 1)
-    write_json(args.out / "info.json", info)
-    write_json(args.plots, curve)
-    first, last = info.get("first_loss", {}), info.get("last_loss", {})
-    write_json(args.metrics, {
-        "finetune.train_records_used": info["train_records_used"],
-        **({"finetune.train_wall_s": info["train_wall_s"]} if "train_wall_s" in info else {}),
-        **{f"finetune.first_{split}_loss": value for split, value in first.items()},
-        **{f"finetune.last_{split}_loss": value for split, value in last.items()},
-    })
     log.info("fine-tuned model %s (%s) -> %s; %s", info["model"], ft.backend, args.out,
              json.dumps({k: info[k] for k in ("first_loss", "last_loss", "train_wall_s") if k in info}))
     return 0

@@ -26,7 +26,8 @@ from perfrepro.finetuning.data import (
     eval_programs_from_tasks,
     load_training_pairs,
 )
-from perfrepro.io import write_json
+from perfrepro.io import atomic_outputs, write_json
+from perfrepro.logs import setup_logging
 from perfrepro.records import OptTask, RecordError, read_jsonl, write_jsonl
 
 log = logging.getLogger("pie_train_data")
@@ -43,7 +44,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
+    setup_logging("pie_train_data")
     args = parse_args(argv)
     try:
         params = load_params(args.params)
@@ -58,17 +59,18 @@ def main(argv=None) -> int:
     except (ConfigError, DatasetError, FinetuneDataError, RecordError, FileNotFoundError) as exc:
         log.error("%s", exc)
         return 1
-    write_jsonl(args.out / "train.jsonl", data.train)
-    write_jsonl(args.out / "val.jsonl", data.val)
-    write_json(args.out / "summary.json", data.summary)
     s = data.summary
-    write_json(args.metrics, {
-        "pie_train_data.train_records": s["train_records"],
-        "pie_train_data.val_records": s["val_records"],
-        "pie_train_data.leaked_problems_removed": s["leaked_problems_removed"],
-        "pie_train_data.overlap_after_filter": s["overlap_after_filter"],
-        "pie_train_data.truncated_records": s["truncated_records"],
-    })
+    with atomic_outputs(args.out, args.metrics) as (out, metrics_out):
+        write_jsonl(out / "train.jsonl", data.train)
+        write_jsonl(out / "val.jsonl", data.val)
+        write_json(out / "summary.json", data.summary)
+        write_json(metrics_out, {
+            "pie_train_data.train_records": s["train_records"],
+            "pie_train_data.val_records": s["val_records"],
+            "pie_train_data.leaked_problems_removed": s["leaked_problems_removed"],
+            "pie_train_data.overlap_after_filter": s["overlap_after_filter"],
+            "pie_train_data.truncated_records": s["truncated_records"],
+        })
     log.info("%d train / %d val records (%d / %d problems); %d problems overlapping the %d evaluation tasks "
              "removed, overlap after the filter %d; %d records truncated at %d characters; scores: %s",
              s["train_records"], s["val_records"], s["train_problems"], s["val_problems"],
