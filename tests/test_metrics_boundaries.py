@@ -1,0 +1,415 @@
+"""Exact values at every threshold of the metrics and verdicts (issue #15).
+
+Each deliberate bug of the issue's mutation table that was caught by one test or none is pinned
+here by at least two independent tests: MRR@k's hit at rank k vs k+1, NET's direction, %Opt's
+1.10 threshold and its `>=`, NET>5 at exactly 5, the harness's nonce comparison. Plus k equal to
+the corpus size, empty task lists, the split's edges. All values are hand-computed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from perfrepro.datasets.base import DatasetError
+from perfrepro.datasets.split import select_subset, split_by_problem
+from perfrepro.execution.harness import read_record
+from perfrepro.execution.sandbox import SandboxResult
+from perfrepro.metrics import efficiency as eff
+from perfrepro.metrics import optimization as opt
+from perfrepro.records import Measurement
+from perfrepro.retrieval import metrics as rm
+
+
+# ------------------------------------------------------------------------------------------
+# retrieval: rank k vs k+1, k equal to the corpus size, no queries
+
+@pytest.mark.parametrize("k", [1, 3, 5, 10])
+def test_every_per_query_metric_counts_rank_k_and_drops_rank_k_plus_1(k):
+    assert rm.hit_at_k(k, k) == 1.0
+    assert rm.reciprocal_rank(k, k) == pytest.approx(1.0 / k)
+    assert rm.average_precision_at_k(k, k) == pytest.approx(1.0 / k)
+    assert rm.ndcg_at_k(k, k) == pytest.approx(1.0 / math.log2(k + 1))
+    for f in (rm.hit_at_k, rm.reciprocal_rank, rm.average_precision_at_k, rm.ndcg_at_k):
+        assert f(k + 1, k) == 0.0, f.__name__
+        assert f(None, k) == 0.0, f.__name__
+
+
+def test_mrr_at_k_mean_over_queries_at_the_boundary():
+    # ranks 2 (in), 3 (exactly k: in), 4 (k+1: out), None: MRR@3 = (1/2 + 1/3) / 4
+    means = rm.mean_metrics([2, 3, 4, None], ks=[3])
+    assert means["mrr@3"] == pytest.approx((1 / 2 + 1 / 3) / 4)
+    assert means["map@3"] == pytest.approx((1 / 2 + 1 / 3) / 4)
+    assert means["hit@3"] == pytest.approx(2 / 4)
+    assert means["ndcg@3"] == pytest.approx((1 / math.log2(3) + 1 / math.log2(4)) / 4)
+    # rank 1 alone at k=1: everything is 1
+    assert rm.mean_metrics([1], ks=[1]) == {"hit@1": 1.0, "mrr@1": 1.0, "map@1": 1.0, "ndcg@1": 1.0}
+
+
+def test_k_equal_to_the_corpus_size_finds_the_last_document():
+    doc_ids = ["d0", "d1", "d2", "d3"]
+    scores = [0.9, 0.8, 0.7, 0.1]  # d3, the relevant one, last: rank 4 = corpus size
+    rank = rm.rank_from_scores(scores, doc_ids, "d3")
+    assert rank == len(doc_ids)
+    means = rm.mean_metrics([rank], ks=[len(doc_ids) - 1, len(doc_ids)])
+    assert means["hit@3"] == 0.0 and means["mrr@3"] == 0.0
+    assert means["hit@4"] == 1.0
+    assert means["mrr@4"] == pytest.approx(0.25)
+    assert means["ndcg@4"] == pytest.approx(1 / math.log2(5))
+
+
+def test_rank_from_scores_counts_only_strictly_higher_and_smaller_id_ties():
+    doc_ids = ["a", "b", "c", "d"]
+    assert rm.rank_from_scores([0.5, 0.5, 0.5, 0.5], doc_ids, "a") == 1
+    assert rm.rank_from_scores([0.5, 0.5, 0.5, 0.5], doc_ids, "c") == 3
+    assert rm.rank_from_scores([0.1, 0.9, 0.5, 0.5], doc_ids, "d") == 3  # b higher, c ties first
+    assert rm.rank_from_scores([0.9, 0.1, 0.2, 0.3], doc_ids, "a") == 1
+    assert rm.rank_of(["x", "y", "z"], "z") == 3
+    assert rm.rank_of(["x", "y", "z"], "x") == 1
+    assert rm.rank_of([], "x") is None
+
+
+def test_no_queries_is_an_error_not_a_zero():
+    with pytest.raises(ValueError, match="no queries"):
+        rm.mean_metrics([], ks=[1])
+
+
+# ------------------------------------------------------------------------------------------
+# efficiency: NET's direction, NET>5 / NMU>5 / TMU>5 at exactly 5, no tasks
+
+
+def m(task, role, status="ok", t=None, mu=None, tmu=None, unit="ms", sample=0):
+    return Measurement(task_id=task, role=role, backend="wall", status=status, execution_time=t,
+                       time_unit=unit, peak_memory_mb=tmu, memory_usage=mu, sample=sample)
+
+
+def pair(task, t, t_canon, mu=1.0, mu_canon=1.0, tmu=1.0, tmu_canon=1.0):
+    return [m(task, "canonical", t=t_canon, mu=mu_canon, tmu=tmu_canon), m(task, "completion", t=t, mu=mu, tmu=tmu)]
+
+
+def test_net_is_completion_over_canonical_not_the_inverse():
+    # a: completion 4x slower; b: completion 2x faster. NET = mean(4, 0.5) = 2.25, the inverse 1.25
+    row = eff.efficiency_metrics(["a", "b"], pair("a", 8.0, 2.0) + pair("b", 1.0, 2.0))
+    assert row.NET == pytest.approx(2.25)
+    assert row.Max_NET == pytest.approx(4.0)
+    assert row.NET_total == pytest.approx((8.0 + 1.0) / (2.0 + 2.0))
+    assert row.ET == pytest.approx(4.5)
+
+
+def test_nmu_and_ntmu_are_completion_over_canonical_too():
+    row = eff.efficiency_metrics(["a"], pair("a", 1.0, 1.0, mu=6.0, mu_canon=2.0, tmu=3.0, tmu_canon=12.0))
+    assert row.NET == 1.0
+    assert row.NMU == pytest.approx(3.0)
+    assert row.NTMU == pytest.approx(0.25)
+    assert row.MU == 6.0 and row.TMU == 3.0 and row.Max_TMU == 3.0
+    assert eff.normalized(6.0, 2.0, 1e-9) == pytest.approx(3.0)
+    assert eff.normalized(2.0, 6.0, 1e-9) == pytest.approx(1 / 3)
+
+
+def test_net_of_exactly_5_is_not_above_5():
+    # ratios 5 (exactly: not counted), 5.5 (counted), 1: NET>5 = 1/3; NMU>5 likewise
+    data = (pair("a", 5.0, 1.0, mu=5.0, mu_canon=1.0) + pair("b", 11.0, 2.0, mu=11.0, mu_canon=2.0)
+            + pair("c", 1.0, 1.0))
+    row = eff.efficiency_metrics(["a", "b", "c"], data)
+    assert row.NET_gt5 == pytest.approx(100 / 3)
+    assert row.NMU_gt5 == pytest.approx(100 / 3)
+    assert row.Max_NET == pytest.approx(5.5)
+
+
+def test_only_a_ratio_of_exactly_5_gives_zero_above_5():
+    row = eff.efficiency_metrics(["a"], pair("a", 10.0, 2.0, mu=10.0, mu_canon=2.0))
+    assert row.NET == 5.0
+    assert row.NET_gt5 == 0.0
+    assert row.NMU_gt5 == 0.0
+    row = eff.efficiency_metrics(["a"], pair("a", 10.000001, 2.0, mu=10.000001, mu_canon=2.0))
+    assert row.NET_gt5 == 100.0
+    assert row.NMU_gt5 == 100.0
+
+
+def test_tmu_above_5_mb_at_exactly_5_mb():
+    data = pair("a", 1.0, 1.0, tmu=5.0, tmu_canon=1.0) + pair("b", 1.0, 1.0, tmu=5.01, tmu_canon=1.0)
+    row = eff.efficiency_metrics(["a", "b"], data)
+    assert row.TMU_gt5 == 50.0
+    assert row.Max_TMU == pytest.approx(5.01)
+
+
+def test_an_empty_task_list_gives_an_empty_row():
+    row = eff.efficiency_metrics([], [])
+    assert row.tasks == 0 and row.passed == 0 and row.normalized == 0
+    assert row.pass1 == 0.0
+    for name in ("ET", "NET", "NET_lo", "NET_hi", "Max_NET", "NET_gt5", "MU", "NMU", "Max_NMU", "NMU_gt5",
+                 "TMU", "NTMU", "Max_TMU", "TMU_gt5", "NET_total", "NMU_total", "NTMU_total"):
+        assert getattr(row, name) is None, name
+    assert row.status_counts == {}
+
+
+def test_tasks_without_any_passing_completion_count_in_pass1_only():
+    data = [m("a", "canonical", t=1.0, mu=1.0, tmu=1.0), m("a", "completion", status="timeout")]
+    row = eff.efficiency_metrics(["a", "b"], data)
+    assert row.tasks == 2 and row.passed == 0 and row.pass1 == 0.0
+    assert row.NET is None and row.NET_gt5 is None
+    assert row.status_counts == {"no_code": 1, "timeout": 1}
+    row = eff.efficiency_metrics(["a", "b"], data + pair("b", 3.0, 1.0))
+    assert row.pass1 == 50.0 and row.NET == pytest.approx(3.0) and row.normalized == 1
+
+
+def test_failed_canonical_leaves_the_task_out_of_the_ratios_and_is_counted():
+    data = [m("a", "canonical", status="crash"), m("a", "completion", t=2.0, mu=1.0, tmu=1.0)] + pair("b", 2.0, 1.0)
+    row = eff.efficiency_metrics(["a", "b"], data)
+    assert row.canonical_failed == 1
+    assert row.normalized == 1 and row.passed == 2 and row.pass1 == 100.0
+    assert row.NET == pytest.approx(2.0)
+
+
+def test_the_near_zero_floor_guards_zero_and_negative_canonicals():
+    assert eff.normalized(2e-6, 0.0, 1e-6) == pytest.approx(2.0)
+    assert eff.normalized(2e-6, -5.0, 1e-6) == pytest.approx(2.0)
+    assert eff.normalized(0.0, 0.0, 1e-6) == 1.0
+    assert eff.normalized(3.0, 1.5, 1e-6) == 2.0
+
+
+def test_percent_and_mean_of_nothing():
+    assert eff.percent([]) == 0.0
+    assert eff.percent([True, False, False, False]) == 25.0
+    assert eff.mean([]) is None
+    assert eff.mean([1.0, 2.0]) == 1.5
+
+
+# ------------------------------------------------------------------------------------------
+# optimization: Speedup exactly 1.10, %Opt's threshold, max(1, .), eff@k at k = n, no tasks
+
+
+def lv(task, level, role, time, status="ok", sample=0):
+    return Measurement(task_id=opt.level_key(task, level), role=role, backend="wall", status=status,
+                       execution_time=time if status == "ok" else None, time_unit="ms",
+                       peak_memory_mb=None, memory_usage=None, sample=sample)
+
+
+def outcomes_for(speedup_pairs):
+    """One task per (t_slow, t_generated) at one level; the reference is as slow as the slow program."""
+    data = []
+    for i, (t_slow, t_gen) in enumerate(speedup_pairs):
+        task = f"T/{i}"
+        data += [lv(task, 1, "slow", t_slow), lv(task, 1, "reference", t_slow), lv(task, 1, "generated", t_gen)]
+    outcomes, excluded = opt.task_outcomes(data, samples=1)
+    assert excluded == []
+    return outcomes
+
+
+def test_a_speedup_of_exactly_1_10_counts_as_optimized():
+    assert opt.task_speedup(11.0, 10.0, True) == 1.1
+    row = opt._row("generated", [1.10], [True], [0.0])
+    assert row.pct_opt == 100.0
+    row = opt._row("generated", [1.10, 1.0999999, 1.2, 1.05], [True, True, True, True], [0.0] * 4)
+    assert row.pct_opt == 50.0
+
+
+def test_pct_opt_through_the_outcomes_at_and_around_1_10():
+    # speedups 1.10 exactly (11/10), 1.05 (below: not 1.0's threshold), 2.0, and 0.5 -> max(1, .) = 1
+    outcomes = outcomes_for([(11.0, 10.0), (10.5, 10.0), (20.0, 10.0), (5.0, 10.0)])
+    assert [o.speedups[0] for o in outcomes] == [pytest.approx(1.1), pytest.approx(1.05), 2.0, 1.0]
+    generated = opt.summarize(outcomes, samples=1)[0]
+    assert generated.label == "generated"
+    assert generated.pct_opt == 50.0
+    assert generated.pct_correct == 100.0
+    assert generated.speedup == pytest.approx((1.1 + 1.05 + 2.0 + 1.0) / 4)
+    metrics = opt.optimization_metrics(opt.summarize(outcomes, samples=1), excluded=0)
+    assert metrics["optimization.generated.pct_opt"] == 50.0
+    assert metrics["optimization.reference.pct_opt"] == 0.0  # the reference is the slow program here
+    assert metrics["optimization.slow.speedup"] == 1.0
+
+
+def test_a_speedup_just_above_1_but_below_1_10_is_not_optimized():
+    assert opt._row("generated", [1.0, 1.01, 1.09], [True] * 3, [0.0] * 3).pct_opt == 0.0
+    assert opt._row("generated", [1.11], [True], [0.0]).pct_opt == 100.0
+
+
+def test_an_incorrect_program_is_never_optimized_and_has_speedup_1():
+    assert opt.task_speedup(100.0, 1.0, False) == 1.0
+    assert opt.task_speedup(100.0, None, True) == 1.0
+    assert opt.task_speedup(None, 1.0, True) == 1.0
+    assert opt.task_speedup(100.0, 0.0, True) == 1.0
+    assert opt.task_speedup(1.0, 100.0, True) == 1.0  # slower: max(1, .)
+    assert opt._row("generated", [3.0], [False], [0.0]).pct_opt == 0.0
+    data = [lv("T/0", 1, "slow", 10.0), lv("T/0", 1, "generated", 1.0, status="wrong_answer")]
+    (outcome,), _ = opt.task_outcomes(data, samples=1)
+    assert outcome.speedups == (1.0,) and outcome.correct == (False,)
+
+
+def test_no_tasks_gives_a_neutral_row():
+    row = opt._row("generated", [], [], [])
+    assert (row.tasks, row.speedup, row.pct_opt, row.pct_correct, row.eff) == (0, 1.0, 0.0, 0.0, 0.0)
+    rows = opt.summarize([], samples=1)
+    assert [r.label for r in rows] == ["generated", "reference", "slow"]
+    assert all(r.tasks == 0 for r in rows)
+    assert opt.task_outcomes([], samples=1) == ([], [])
+
+
+def test_a_task_whose_slow_program_passes_no_level_is_left_out_and_counted():
+    data = [lv("T/0", 1, "slow", None, status="timeout"), lv("T/0", 1, "generated", 1.0)] + \
+           [lv("T/1", 1, "slow", 4.0), lv("T/1", 1, "generated", 2.0)]
+    outcomes, excluded = opt.task_outcomes(data, samples=1)
+    assert excluded == ["T/0"]
+    assert [o.task_id for o in outcomes] == ["T/1"]
+    assert outcomes[0].speedups == (2.0,)
+
+
+def test_eff_at_k_with_k_equal_to_n_is_the_best_score_and_k_above_n_is_refused():
+    scores = [0.2, 0.9, 0.5]
+    assert opt.eff_at_k(scores, 3) == pytest.approx(0.9)
+    assert opt.eff_at_k(scores, 1) == pytest.approx(sum(scores) / 3)
+    with pytest.raises(ValueError):
+        opt.eff_at_k(scores, 4)
+    with pytest.raises(ValueError):
+        opt.eff_at_k(scores, 0)
+
+
+def test_calc_eff_at_its_edges():
+    # timeout = 2 * ref: elapsed == ref -> 1, elapsed == timeout -> 0, beyond -> 0 (not negative)
+    assert opt.calc_eff(1.0, 1.0, 2.0) == 1.0
+    assert opt.calc_eff(2.0, 1.0, 2.0) == 0.0
+    assert opt.calc_eff(3.0, 1.0, 2.0) == 0.0
+    assert opt.calc_eff(1.5, 1.0, 2.0) == 0.5
+    assert opt.calc_eff(None, 1.0, 2.0) == 0.0
+    assert opt.calc_eff(0.5, 1.0, 2.0) == 1.5  # faster than the reference scores above 1
+
+
+def test_level_keys_round_trip_and_refuse_ids_without_a_level():
+    assert opt.split_level_key(opt.level_key("HumanEval/10", 3)) == ("HumanEval/10", 3)
+    assert opt.split_level_key("a@Lb@L2") == ("a@Lb", 2)
+    for bad in ("HumanEval/1", "HumanEval/1@L", "HumanEval/1@Lx"):
+        with pytest.raises(ValueError):
+            opt.split_level_key(bad)
+
+
+# ------------------------------------------------------------------------------------------
+# the harness's verdict: only a record carrying this run's nonce passes
+
+NONCE = "ab" * 16
+
+
+def sandbox_ok(*rows, status="ok", stderr=""):
+    channel = b"".join(json.dumps(r).encode() + b"\n" for r in rows)
+    return SandboxResult(status=status, exit_code=0 if status == "ok" else 1, signal=None, stdout_tail="",
+                         stderr_tail=stderr, wall_s=0.1, error=None if status == "ok" else f"{status}!",
+                         channel=channel)
+
+
+def ok_row(nonce=NONCE, **fields):
+    return {"nonce": nonce, "status": "ok", "n": 4, "windows": [[1.0, 3.0], [5.0, 6.0]], "cpu": [1.5, 0.9],
+            "first_s": 0.25, **fields}
+
+
+def test_a_nonce_bearing_ok_record_passes_with_its_fastest_window():
+    record = read_record(sandbox_ok(ok_row()), NONCE)
+    assert record.passed and record.status == "ok" and record.error is None
+    assert (record.t0, record.t1, record.n) == (5.0, 6.0, 4)
+    assert record.seconds_per_run == pytest.approx(0.25)
+    assert record.windows == ((1.0, 3.0), (5.0, 6.0))
+    assert record.cpu_s == (1.5, 0.9)
+    assert record.first_s == 0.25
+
+
+def test_a_record_with_another_nonce_does_not_pass():
+    record = read_record(sandbox_ok(ok_row(nonce="cd" * 16)), NONCE)
+    assert not record.passed and record.status == "crash"
+    assert "exited before the harness reported" in record.error
+
+
+def test_a_forged_record_beside_the_real_one_is_ignored_not_counted():
+    # the program prints its own "ok" record with a guessed nonce: the real wrong_answer stands
+    forged = ok_row(nonce="0" * 32)
+    real = {"nonce": NONCE, "status": "wrong_answer", "error": "expected 3, got 4"}
+    record = read_record(sandbox_ok(forged, real), NONCE)
+    assert record.status == "wrong_answer" and record.error == "expected 3, got 4"
+    record = read_record(sandbox_ok(real, forged), NONCE)
+    assert record.status == "wrong_answer"
+
+
+def test_exit_0_without_a_record_or_with_two_records_is_a_crash():
+    assert read_record(sandbox_ok(), NONCE).status == "crash"
+    two = read_record(sandbox_ok(ok_row(), ok_row()), NONCE)
+    assert two.status == "crash" and "more than one" in two.error
+    # junk lines and non-dict JSON on the channel are skipped, not fatal
+    result = sandbox_ok(ok_row())
+    result = SandboxResult(**{**result.__dict__, "channel": b"not json\n[1, 2]\n" + result.channel})
+    assert read_record(result, NONCE).passed
+
+
+def test_the_sandbox_status_wins_and_unknown_or_malformed_records_crash():
+    record = read_record(sandbox_ok(ok_row(), status="timeout", stderr="line1\nline2"), NONCE)
+    assert record.status == "timeout" and record.error.startswith("timeout!") and "line2" in record.error
+    assert read_record(sandbox_ok(ok_row(status="fine")), NONCE).status == "crash"
+    for status in ("wrong_answer", "memory", "crash"):
+        record = read_record(sandbox_ok({"nonce": NONCE, "status": status, "error": "why"}), NONCE)
+        assert (record.status, record.error) == (status, "why")
+    malformed = read_record(sandbox_ok(ok_row(windows=[["x", 1.0]])), NONCE)
+    assert malformed.status == "crash" and "malformed" in malformed.error
+    no_windows = read_record(sandbox_ok(ok_row(windows=[], cpu=None, first_s=None)), NONCE)
+    assert no_windows.passed and no_windows.t0 is None and no_windows.seconds_per_run is None
+
+
+# ------------------------------------------------------------------------------------------
+# the split: edges of test_fraction and of the subset size
+
+
+class Pair:
+    def __init__(self, pid, n):
+        self.id, self.n = pid, n
+
+    def __repr__(self):
+        return f"{self.id}#{self.n}"
+
+
+def pairs(problems=10, per=2):
+    return [Pair(f"p{i:02d}", j) for i in range(problems) for j in range(per)]
+
+
+def test_no_problem_is_on_both_sides_and_each_side_keeps_input_order():
+    data = pairs()
+    train, test = split_by_problem(data, 0.3, seed=7)
+    assert {p.id for p in train}.isdisjoint({p.id for p in test})
+    assert len({p.id for p in test}) == 3 and len(train) + len(test) == len(data)
+    assert train == [p for p in data if p in train] and test == [p for p in data if p in test]
+    # any order in, same split out; another seed, another split
+    again = split_by_problem(list(reversed(data)), 0.3, seed=7)
+    assert {p.id for p in again[1]} == {p.id for p in test}
+    assert any({p.id for p in split_by_problem(data, 0.3, seed=s)[1]} != {p.id for p in test} for s in range(8, 12))
+
+
+def test_split_keeps_at_least_one_problem_on_each_side():
+    data = pairs(problems=3)
+    assert len({p.id for p in split_by_problem(data, 0.01, seed=0)[1]}) == 1
+    assert len({p.id for p in split_by_problem(data, 0.99, seed=0)[0]}) == 1
+    two = pairs(problems=2)
+    train, test = split_by_problem(two, 0.5, seed=0)
+    assert len({p.id for p in train}) == 1 and len({p.id for p in test}) == 1
+
+
+@pytest.mark.parametrize("fraction", [0.0, 1.0, -0.1, 1.5])
+def test_split_refuses_a_fraction_outside_0_1(fraction):
+    with pytest.raises(DatasetError, match="test_fraction"):
+        split_by_problem(pairs(), fraction, seed=0)
+
+
+def test_split_refuses_fewer_than_two_problems():
+    with pytest.raises(DatasetError, match="1 problem"):
+        split_by_problem(pairs(problems=1, per=3), 0.5, seed=0)
+    with pytest.raises(DatasetError, match="0 problem"):
+        split_by_problem([], 0.5, seed=0)
+
+
+def test_subset_at_its_edges():
+    items = pairs(problems=5, per=1)
+    assert select_subset(items, None, seed=0) == items
+    assert select_subset(items, 5, seed=0) == items  # limit equal to the size: all, in order
+    assert select_subset(items, 9, seed=0) == items
+    four = select_subset(items, 4, seed=0)
+    assert len(four) == 4 and four == [p for p in items if p in four]
+    assert select_subset(list(reversed(items)), 4, seed=0) == list(reversed(four))
+    assert len(select_subset(items, 1, seed=3)) == 1
+    for bad in (0, -1):
+        with pytest.raises(DatasetError, match="limit"):
+            select_subset(items, bad, seed=0)
