@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -53,13 +54,32 @@ def command(tmp_path: Path) -> list[str]:
             "--out", str(tmp_path / "out" / "completions.jsonl")]
 
 
-def run_and_kill_after(tmp_path, env, server, served: int, sig: int) -> subprocess.Popen:
-    process = subprocess.Popen(command(tmp_path), cwd=tmp_path, env=env,
+def default_sigint() -> None:
+    """In the child: SIGINT's default, whatever the parent shell did (a background `&` ignores it)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def held_after(served: int, release: threading.Event):
+    """A server script that answers the first `served` requests and holds the next until `release`:
+    the stage is then exactly inside request `served` + 1, whatever the machine's speed."""
+    def script(i, body):
+        if i >= served:
+            release.wait(60)
+        return Reply()
+    return script
+
+
+def run_and_kill_after(tmp_path, env, server, served: int, sig: int, release: threading.Event) -> subprocess.Popen:
+    process = subprocess.Popen(command(tmp_path), cwd=tmp_path, env=env, preexec_fn=default_sigint,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
-    while server.count < served and time.monotonic() < deadline and process.poll() is None:
+    while server.count <= served and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.02)
+    assert server.count == served + 1, f"the stage sent {server.count} requests, expected {served + 1}"
     process.send_signal(sig)
+    if sig != signal.SIGKILL:
+        time.sleep(0.3)  # the stage is waiting for the held answer when the signal lands
+    release.set()
     process.wait(timeout=30)
     return process
 
@@ -70,14 +90,16 @@ def prompts(bodies) -> list[str]:
 
 def test_killed_midway_then_rerun_sends_only_the_missing_requests(tmp_path):
     n = 8
-    with FakeOpenAI(lambda i, body: Reply(delay_s=0.15)) as server:
+    release = threading.Event()
+    with FakeOpenAI(held_after(3, release)) as server:
         env = setup_workspace(tmp_path, server.base_url, n)
-        killed = run_and_kill_after(tmp_path, env, server, served=3, sig=signal.SIGKILL)
+        killed = run_and_kill_after(tmp_path, env, server, served=3, sig=signal.SIGKILL, release=release)
         assert killed.returncode == -signal.SIGKILL
         assert not (tmp_path / "out" / "completions.jsonl").exists()
         first = prompts(server.requests)
+        assert len(first) == 4  # 3 answered, the 4th held when the stage died
         cached = len(list((tmp_path / "cache").glob("??/*.json")))
-        assert 1 <= cached < n
+        assert cached == 3
 
         rerun = subprocess.run(command(tmp_path), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
         assert rerun.returncode == 0, rerun.stderr
@@ -101,11 +123,13 @@ def test_killed_midway_then_rerun_sends_only_the_missing_requests(tmp_path):
 
 def test_ctrl_c_exits_130_and_keeps_what_was_received(tmp_path):
     n = 6
-    with FakeOpenAI(lambda i, body: Reply(delay_s=0.15)) as server:
+    release = threading.Event()
+    with FakeOpenAI(held_after(2, release)) as server:
         env = setup_workspace(tmp_path, server.base_url, n)
-        interrupted = run_and_kill_after(tmp_path, env, server, served=2, sig=signal.SIGINT)
+        interrupted = run_and_kill_after(tmp_path, env, server, served=2, sig=signal.SIGINT, release=release)
         assert interrupted.returncode == 130, interrupted.stderr.read().decode()
         sent = server.count
+        assert sent == 3  # nothing new went out after Ctrl-C
         cached = len(list((tmp_path / "cache").glob("??/*.json")))
         assert cached == sent  # the request in flight at Ctrl-C was finished and cached too
         rerun = subprocess.run(command(tmp_path), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
