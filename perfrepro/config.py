@@ -63,6 +63,44 @@ class RetrievalConfig:
     protocol: Literal["heldout", "study"]
     ks: tuple[int, ...]
     adapter: str | None  # adapter whose query side the generation prompts use; null = base model
+    min_training_pairs: int = 200  # the retrieval report warns about a variant trained on fewer
+
+
+# ---- retrievers beyond a linear adapter (issue 19) ----
+RETRIEVER_NAMES = ("encoder_mnrl", "bm25", "hybrid")
+
+
+@dataclass(frozen=True)
+class EncoderFinetuneConfig:
+    epochs: int
+    batch_size: int
+    max_seq_length: int
+    lr: float
+    warmup_ratio: float
+    hard_negatives: bool  # add the hard-negative adapter's mined negatives to the in-batch ones
+    scale: float = 20.0  # MultipleNegativesRankingLoss: cosine * scale are the logits
+    max_train_pairs: int | None = None  # first n train pairs only (quick runs); null = all
+
+
+@dataclass(frozen=True)
+class BM25Config:
+    k1: float
+    b: float
+    method: Literal["lucene", "robertson", "atire", "bm25l", "bm25+"] = "lucene"
+
+
+@dataclass(frozen=True)
+class HybridConfig:
+    dense: str  # the dense side of the fusion: encoder_mnrl, an adapter variant, or base
+    rrf_k: int = 60
+    depth: int = 100  # each list's top `depth` enters the fusion
+
+
+@dataclass(frozen=True)
+class RetrieversConfig:
+    encoder_mnrl: EncoderFinetuneConfig
+    bm25: BM25Config
+    hybrid: HybridConfig
 
 
 @dataclass(frozen=True)
@@ -183,6 +221,7 @@ class Params:
     pie: PieConfig
     executor: ExecutorConfig = dataclasses.field(default_factory=ExecutorConfig)  # how, not what: untracked by DVC
     finetune: FinetuneConfig = dataclasses.field(default_factory=FinetuneConfig)
+    retrievers: RetrieversConfig | None = None  # issue 19: encoder_mnrl, bm25, hybrid
 
 
 def _type_name(hint: Any) -> str:
@@ -317,8 +356,10 @@ def _check_ranges(params: Params) -> None:
     require(params.shots >= 0, f"shots: expected >= 0, got {params.shots}")
     require(all(k > 0 for k in params.retrieval.ks), "retrieval.ks: every k must be positive")
     require(
-        params.retrieval.adapter is None or params.retrieval.adapter in params.adapters,
-        f"retrieval.adapter: {params.retrieval.adapter!r} is not a variant in adapters",
+        params.retrieval.adapter is None or params.retrieval.adapter in params.adapters
+        or (params.retrieval.adapter in RETRIEVER_NAMES and params.retrievers is not None),
+        f"retrieval.adapter: {params.retrieval.adapter!r} is not a variant in adapters "
+        f"nor one of {', '.join(RETRIEVER_NAMES)} (with a retrievers section)",
     )
     for name, adapter in params.adapters.items():
         key = f"adapters.{name}"

@@ -109,6 +109,7 @@ class Measurement:
     sample: int = 0
     samples: tuple[float, ...] = ()
     error: str | None = None
+    environment: str = ""  # what the numbers depend on (interpreter, valgrind, CPU): perfrepro.timing.fingerprint
 
     @property
     def passed(self) -> bool:

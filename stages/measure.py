@@ -23,6 +23,7 @@ from pathlib import Path
 
 from perfrepro.config import ConfigError, load_params
 from perfrepro.execution import sandbox
+from perfrepro.executors import ExecutorError, make_executor
 from perfrepro.io import atomic_outputs, write_json
 from perfrepro.logs import setup_logging
 from perfrepro.records import Completion, RecordError, Task, read_jsonl, write_jsonl
@@ -79,7 +80,12 @@ def main(argv=None) -> int:
         return 1
     if no_reference:
         log.info("no reference row: %s", no_reference)
-    measurements = measure_tasks(tasks, completions, backend, references=references)
+    try:  # executor.* says where the tasks run, never what they compute (no dvc.yaml stage tracks it)
+        with make_executor(params.executor) as executor:
+            measurements = measure_tasks(tasks, completions, backend, references=references, executor=executor)
+    except (ExecutorError, RuntimeError) as exc:  # no scheduler, no sbatch, mixed worker environments
+        log.error("%s", exc)
+        return 1
     with atomic_outputs(args.out) as (out,):  # all three files or none
         write_jsonl(out / "measurements.jsonl", measurements)
         write_jsonl(out / "raw.jsonl", raw_rows)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from perfrepro.config import ConfigError, load_params
 from perfrepro.execution import sandbox
+from perfrepro.executors import ExecutorError, make_executor
 from perfrepro.io import atomic_outputs, write_json
 from perfrepro.logs import setup_logging
 from perfrepro.optimization.measure import correctness_limits, measure_tasks
@@ -61,7 +62,13 @@ def main(argv=None) -> int:
     except (ConfigError, RecordError, FileNotFoundError, ValueError, RuntimeError) as exc:
         log.error("%s", exc)
         return 1
-    measurements = measure_tasks(tasks, task_dir.inputs, completions, backend, correctness_limits(params.timing))
+    try:  # executor.* says where the tasks run, never what they compute (no dvc.yaml stage tracks it)
+        with make_executor(params.executor) as executor:
+            measurements = measure_tasks(tasks, task_dir.inputs, completions, backend, correctness_limits(params.timing),
+                                         executor=executor)
+    except (ExecutorError, RuntimeError) as exc:  # no scheduler, no sbatch, mixed worker environments
+        log.error("%s", exc)
+        return 1
     elapsed = time.perf_counter() - started
     info = {
         "backend": backend.name,

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from perfrepro.config import ConfigError, load_params
 from perfrepro.datasets.split import select_subset
+from perfrepro.executors import ExecutorError, make_executor
 from perfrepro.io import atomic_outputs
 from perfrepro.logs import setup_logging
 from perfrepro.optimization.tasks import PLUS_CAP, load_plus_inputs, write_pie_tasks
@@ -48,7 +49,13 @@ def main(argv=None) -> int:
     subset = select_subset(tasks, params.pie.limit_tasks, params.seed)
     # a fresh folder: stale pickles of tasks no longer selected must not linger
     with atomic_outputs(args.out) as (out,):
-        manifest = write_pie_tasks(subset, out, params.seed, params.pie.tests_per_level, plus, args.plus_cap)
+        try:  # executor.* says where the tasks run, never what they compute (no dvc.yaml stage tracks it)
+            with make_executor(params.executor) as executor:
+                manifest = write_pie_tasks(subset, out, params.seed, params.pie.tests_per_level, plus, args.plus_cap,
+                                           executor=executor)
+        except ExecutorError as exc:
+            log.error("%s", exc)
+            raise SystemExit(1)  # leaves the block by an exception: nothing is written
         log.info("%d of %d tasks kept, %d skipped -> %s", len(manifest["kept"]), len(subset), len(manifest["skipped"]), args.out)
         for item in manifest["skipped"]:
             log.info("skipped %s: %s", item["task_id"], item["reason"])

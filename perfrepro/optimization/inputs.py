@@ -272,6 +272,27 @@ def generate_inputs_isolated(
     }
 
 
+def generate_inputs_remote(
+    seed: int,
+    tests_per_level: int,
+    timeout_s: float,
+    call_timeout_s: float,
+    item: tuple[OptTask, Sequence[Sequence[Any]]],
+) -> tuple[dict, bytes] | str:
+    """One task's inputs on whichever worker runs it (an executor's unit of work): the pickle is
+    written to the worker's own temp dir and sent back as bytes with its summary; a task that
+    cannot be generated returns the reason (a string), which no retry would change."""
+    task, plus_inputs = item
+    with tempfile.TemporaryDirectory(prefix="perfrepro-inputs-out-") as tmp:
+        out = Path(tmp) / "inputs.pkl"
+        try:
+            summary = generate_inputs_isolated(task, out, seed, tests_per_level, plus_inputs,
+                                               timeout_s=timeout_s, call_timeout_s=call_timeout_s)
+        except InputGenerationError as exc:
+            return str(exc).removeprefix("InputGenerationError: ")
+        return summary, out.read_bytes()
+
+
 def _worker(request_path: str) -> int:
     request = json.loads(Path(request_path).read_text())
     task = record_from_dict(OptTask, request["task"], request_path)

@@ -9,17 +9,18 @@ correctness tests are, by construction, those on which both agree (perfrepro.opt
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Callable, Iterable, Sequence
 
-from tqdm import tqdm
-
 from perfrepro.config import TimingConfig
+from perfrepro.executors import Executor, LocalExecutor
 from perfrepro.execution.harness import run_program
 from perfrepro.execution.sandbox import Limits
 from perfrepro.optimization.inputs import TaskInputs
 from perfrepro.optimization.programs import TIMED_LEVELS, build_correctness_program, build_level_programs, level_key
 from perfrepro.records import Completion, Measurement, OptTask, Program
+from perfrepro.timing.remote import TaskRun, check_workers, collect, run_backend
 
 _IMPORT = re.compile(r"^(?:from\s+\S+\s+import\s+.+|import\s+.+)$")
 
@@ -77,6 +78,28 @@ def task_programs(
     return programs, untimed
 
 
+def measure_task(config: TimingConfig, check_limits: Limits, levels: Sequence[int],
+                 item: tuple[OptTask, TaskInputs, list[Completion]]) -> TaskRun:
+    """One task on whichever worker runs it: the correctness runs, then slow, reference and the
+    generated programs that passed, at every level, in one backend call; then the untimed records."""
+    task, inputs, completions = item
+    programs, untimed = task_programs(task, inputs, completions, check_limits, levels)
+
+    def add_untimed(measured: list[Measurement]) -> list[Measurement]:
+        unit = measured[0].time_unit if measured else ""
+        return measured + [untimed_failure(c, task.id, level, config.backend, unit, status, error)
+                           for c, status, error in untimed for level in levels]
+
+    return run_backend(config, programs, then=add_untimed)
+
+
+def _reported_programs(task: OptTask, completions: Sequence[Completion], levels: Sequence[int]) -> list[Program]:
+    """Stubs of the Measurements a task reports (for a task that failed on every try)."""
+    groups = [("slow", 0), ("reference", 0), *(("generated", c.sample) for c in completions)]
+    return [Program(task_id=level_key(task.id, level), role=role, source="", sample=sample)
+            for role, sample in groups for level in levels]
+
+
 def measure_tasks(
     tasks: Sequence[OptTask],
     load_inputs: Callable[[str], TaskInputs],
@@ -84,21 +107,20 @@ def measure_tasks(
     backend,
     check_limits: Limits,
     levels: Sequence[int] = TIMED_LEVELS,
+    executor: Executor | None = None,
 ) -> list[Measurement]:
-    """Measurements for every task (slow, reference, generated), in task order."""
+    """Measurements for every task (slow, reference, generated), in task order. One task is one
+    unit of work for `executor` (default: this process), its stored inputs sent along; `backend`
+    gives the timing config, and its `on_run` gets every raw run, in task order."""
     by_task: dict[str, list[Completion]] = {}
     for completion in completions:
         by_task.setdefault(completion.task_id, []).append(completion)
-    measurements: list[Measurement] = []
-    failures = 0
-    bar = tqdm(tasks, desc="measure_pie", unit="task")
-    for task in bar:
-        programs, untimed = task_programs(task, load_inputs(task.id), by_task.get(task.id, []), check_limits, levels)
-        measured = backend.measure(programs)
-        unit = measured[0].time_unit if measured else ""
-        measured += [untimed_failure(c, task.id, level, backend.name, unit, status, error)
-                     for c, status, error in untimed for level in levels]
-        failures += sum(1 for m in measured if not m.passed)
-        measurements += measured
-        bar.set_postfix(programs=len(measurements), failed=failures)
-    return measurements
+    items = [(task, load_inputs(task.id), by_task.get(task.id, [])) for task in tasks]
+    executor = executor or LocalExecutor()
+    check_workers(executor, backend.name)
+    results = executor.map(functools.partial(measure_task, backend.config, check_limits, tuple(levels)), items,
+                           desc="measure_pie", unit="task",
+                           tally=lambda run: {"failed": sum(1 for m in run.measurements if not m.passed)})
+    unit = next((r.measurements[0].time_unit for r in results if isinstance(r, TaskRun) and r.measurements), "")
+    expected = [_reported_programs(task, by_task.get(task.id, []), levels) for task in tasks]
+    return collect(results, expected, backend.name, unit, backend.on_run)

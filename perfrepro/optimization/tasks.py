@@ -9,6 +9,7 @@ Layout:
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import logging
@@ -18,15 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from tqdm import tqdm
-
 from perfrepro.io import read_json, write_json
-from perfrepro.optimization.inputs import (
-    InputGenerationError,
-    TaskInputs,
-    generate_inputs_isolated,
-    select_plus_inputs,
-)
+from perfrepro.executors import Executor, LocalExecutor, TaskFailure
+from perfrepro.optimization.inputs import TaskInputs, generate_inputs_remote, select_plus_inputs
 from perfrepro.records import OptTask, read_jsonl, write_jsonl
 
 log = logging.getLogger(__name__)
@@ -91,32 +86,36 @@ def write_pie_tasks(
     plus_cap: int | None = PLUS_CAP,
     timeout_s: float = 900.0,
     call_timeout_s: float = 60.0,
+    executor: Executor | None = None,
 ) -> dict[str, Any]:
     """Generate every task's tests into `out_dir`; tasks whose generation fails are skipped and
-    listed with the reason. Returns the manifest (also written to manifest.json)."""
+    listed with the reason. Returns the manifest (also written to manifest.json). One task is one
+    unit of work for `executor` (default: this process); the pickles are written here."""
     if tests_per_level < 1:
         raise ValueError(f"pie.tests_per_level: expected >= 1, got {tests_per_level}")
     out = Path(out_dir)
     (out / "inputs").mkdir(parents=True, exist_ok=True)
     plus_inputs = plus_inputs or {}
     kept, summaries, skipped = [], [], []
-    bar = tqdm(tasks, desc="pie_tasks", unit="task")
-    for task in bar:
-        chosen = select_plus_inputs(plus_inputs.get(task.id, []), plus_cap, seed, task.id)
-        try:
-            summary = generate_inputs_isolated(
-                task, out / "inputs" / f"{task_slug(task.id)}.pkl", seed, tests_per_level,
-                [p for _, p in chosen], timeout_s=timeout_s, call_timeout_s=call_timeout_s,
-            )
-        except InputGenerationError as exc:
-            reason = str(exc).removeprefix("InputGenerationError: ")
-            log.warning("skipping %s: %s", task.id, reason)
-            skipped.append({"task_id": task.id, "reason": reason})
+    chosen = [select_plus_inputs(plus_inputs.get(task.id, []), plus_cap, seed, task.id) for task in tasks]
+    items = [(task, [p for _, p in picked]) for task, picked in zip(tasks, chosen)]
+    executor = executor or LocalExecutor()
+    results = executor.map(functools.partial(generate_inputs_remote, seed, tests_per_level, timeout_s, call_timeout_s),
+                           items, desc="pie_tasks", unit="task",
+                           tally=lambda result: {"skipped": int(isinstance(result, str))})
+    for task, picked, result in zip(tasks, chosen, results):  # task order, wherever each ran
+        if isinstance(result, TaskFailure):
+            result = f"input generation failed on every try ({result.tries}): {result.reason}"
+        if isinstance(result, str):
+            log.warning("skipping %s: %s", task.id, result)
+            skipped.append({"task_id": task.id, "reason": result})
             continue
-        summary["plus_indices"] = [i for i, _ in chosen]
+        summary, data = result
+        path = out / "inputs" / f"{task_slug(task.id)}.pkl"
+        path.write_bytes(data)
+        summary["plus_indices"] = [i for i, _ in picked]
         kept.append(task)
         summaries.append(summary)
-        bar.set_postfix(kept=len(kept), skipped=len(skipped))
     write_jsonl(out / "tasks.jsonl", kept)
     manifest = {
         "seed": seed,
