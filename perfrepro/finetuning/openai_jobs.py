@@ -161,6 +161,10 @@ def run_finetuning_job(
             f"fine-tuning job {state['job_id']} for these data and params already {state['status']}: "
             f"{state.get('error') or 'no error message'}. Delete {state_path} to start a new job"
         )
+    if state is not None and state.get("status") == "succeeded" and state.get("fine_tuned_model"):
+        log.info("fine-tuning job %s already succeeded: %s (from %s; nothing sent)", state["job_id"],
+                 state["fine_tuned_model"], state_path)
+        return {**state, "polls": 0, "rate_limited_polls": 0}
     if state is None:
         base_s = min(settings.poll_interval_s, 5.0)
         train_id = _with_retries(lambda: client.upload("pie_train.jsonl", train_jsonl), settings.max_retries, sleep, base_s)

@@ -117,7 +117,7 @@ class TransformersBackend:
         else:
             kwargs.update(temperature=None, top_p=None, top_k=None)
         with torch.no_grad():
-            output = self._model.generate(**encoded, **kwargs)
+            output = self._model.generate(input_ids=encoded["input_ids"], attention_mask=encoded["attention_mask"], **kwargs)
         new = output[0, encoded["input_ids"].shape[1]:]
         text = self._tokenizer.decode(new, skip_special_tokens=True)
         return text, int(encoded["input_ids"].shape[1]), int(new.shape[0])
