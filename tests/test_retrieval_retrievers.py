@@ -1,0 +1,138 @@
+"""Retrievers beyond a linear adapter: code tokenisation, BM25, reciprocal-rank fusion, intervals,
+the fine-tuned encoder (determinism), and the rule that a task's own canonical solution is never
+a few-shot example for that task."""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from perfrepro.generation.retrieve import retrieve_examples
+from perfrepro.index.bm25 import BM25Index, code_tokens
+from perfrepro.retrieval.evaluation import evaluate_rankings, reciprocal_rank_fusion
+from perfrepro.retrieval.retrievers import canonical_id, directory_digest, search
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_code_tokens_split_camel_and_snake_case():
+    assert code_tokens("def maxSubArray(self, nums_list):") == [
+        "def", "maxsubarray", "max", "sub", "array", "self", "nums_list", "nums", "list"]
+    assert code_tokens("HTTPServer __init__ x2 the") == ["httpserver", "http", "server", "init", "x2", "x", "2"]
+
+
+def test_bm25_ranks_the_matching_identifier_first_and_breaks_ties_by_id():
+    index = BM25Index(["b", "a", "c"], ["def climb_stairs(n): pass", "def climbStairs(n): pass", "def two_sum(nums): pass"])
+    hits = index.query_texts(["count ways to climb stairs"], k=3)[0]
+    assert [doc_id for doc_id, *_ in hits][:2] == ["a", "b"]  # equal scores: id order
+    assert hits[0][1] == pytest.approx(hits[1][1]) and hits[0][1] > hits[2][1]
+    assert hits[0][2] == "def climbStairs(n): pass"
+
+
+def test_bm25_round_trip(tmp_path):
+    index = BM25Index(["x", "y"], ["def fib(n): return n", "def two_sum(a): return a"], k1=1.2, b=0.5)
+    loaded = BM25Index.load(index.save(tmp_path / "bm25"))
+    assert loaded.settings == {"k1": 1.2, "b": 0.5, "method": "lucene"}
+    assert np.array_equal(loaded.scores("fib number"), index.scores("fib number"))
+
+
+def test_reciprocal_rank_fusion_by_hand():
+    # a: 1/61 + 1/63 = 0.03227, b: 1/62 + 1/61 = 0.03252, c: 1/63 + 1/62 = 0.03200
+    assert reciprocal_rank_fusion([["a", "b", "c"], ["b", "c", "a"]], k=60) == ["b", "a", "c"]
+    # depth 1: only each list's first id counts; a tie (1/61 each) resolves by id
+    assert reciprocal_rank_fusion([["b", "a"], ["a", "b"]], k=60, depth=1) == ["a", "b"]
+
+
+def test_evaluate_rankings_means_and_seeded_intervals():
+    ranked = [["q1", "x"], ["x", "q2"], ["x", "y"], ["q4", "y"]]
+    metrics, intervals = evaluate_rankings(ranked, ["q1", "q2", "q3", "q4"], [1, 2], interval_keys=["hit@1"], seed=3)
+    assert metrics["hit@1"] == 0.5 and metrics["hit@2"] == 0.75 and metrics["mrr@2"] == pytest.approx((1 + 0.5 + 1) / 4)
+    low, high = intervals["hit@1"]
+    assert 0.0 <= low < 0.5 < high <= 1.0
+    assert evaluate_rankings(ranked, ["q1", "q2", "q3", "q4"], [1], interval_keys=["hit@1"], seed=3)[1] == intervals
+    all_hit = evaluate_rankings([["a"], ["b"]], ["a", "b"], [1], interval_keys=["hit@1"])[1]
+    assert all_hit["hit@1"] == (1.0, 1.0)
+
+
+CORPUS = [
+    ("c-fib", "def fib(n):\n    a, b = 0, 1\n    for _ in range(n): a, b = b, a + b\n    return a"),
+    ("c-sum", "def two_sum(nums, target):\n    seen = {}\n    for i, x in enumerate(nums):\n        if target - x in seen: return [seen[target - x], i]\n        seen[x] = i"),
+    ("c-rev", "def reverse_string(s):\n    return s[::-1]"),
+]
+TASKS = [("t-stairs", "Count the ways to climb n stairs taking 1 or 2 steps (climb stairs).",
+          "def climb_stairs(n):\n    a, b = 1, 1\n    for _ in range(n): a, b = b, a + b\n    return a")]
+
+
+def test_a_task_never_retrieves_its_own_canonical(tmp_path):
+    """Even from an index that (wrongly) holds the task's canonical solution, as the out-of-corpus
+    evaluation index does, generation's retrieval never returns it for that task."""
+    from perfrepro.embeddings.encoder import encode_texts, load_encoder
+    from perfrepro.index.chroma import ChromaIndex
+
+    ids = [c for c, _ in CORPUS] + [canonical_id(t) for t, _, _ in TASKS]
+    docs = [d for _, d in CORPUS] + [code for *_, code in TASKS]
+    queries = [(t, statement) for t, statement, _ in TASKS]
+    # bm25: the canonical is the best lexical match; it must still not come back
+    BM25Index(ids, docs).save(tmp_path / "adapters" / "bm25" / "index")
+    (tmp_path / "adapters" / "bm25" / "retriever.json").write_text(json.dumps({"kind": "bm25"}))
+    assert BM25Index.load(tmp_path / "adapters" / "bm25" / "index").query_texts([TASKS[0][1]], 1)[0][0][0] == canonical_id("t-stairs")
+    got = search(queries, 2, adapters_dir=tmp_path / "adapters", name="bm25")
+    assert [d for d, _ in got["t-stairs"]] and canonical_id("t-stairs") not in [d for d, _ in got["t-stairs"]]
+    assert TASKS[0][2] not in [text for _, text in got["t-stairs"]]
+    # dense (base model) over a chroma index with the canonical, and hybrid of the two
+    model = load_encoder()
+    ChromaIndex.build(tmp_path / "index", ids, encode_texts(model, docs, show_progress=False), docs)
+    for name in (None, "hybrid"):
+        if name == "hybrid":
+            (tmp_path / "adapters" / "hybrid").mkdir()
+            meta = {"kind": "hybrid", "dense": None, "rrf_k": 60, "depth": 10, "components": {}}
+            (tmp_path / "adapters" / "hybrid" / "retriever.json").write_text(json.dumps(meta))
+        got = retrieve_examples(queries, index_dir=tmp_path / "index", k=len(ids), adapters_dir=tmp_path / "adapters",
+                                adapter=name)
+        assert len(got["t-stairs"]) == len(CORPUS)
+        assert canonical_id("t-stairs") not in [d for d, _ in got["t-stairs"]]
+
+
+def test_hybrid_refuses_a_changed_component(tmp_path):
+    (tmp_path / "bm25").mkdir()
+    (tmp_path / "bm25" / "retriever.json").write_text("{}")
+    meta = {"kind": "hybrid", "dense": None, "rrf_k": 60, "depth": 5, "components": {"bm25": directory_digest(tmp_path / "bm25")}}
+    (tmp_path / "hybrid").mkdir()
+    (tmp_path / "hybrid" / "retriever.json").write_text(json.dumps(meta))
+    (tmp_path / "bm25" / "retriever.json").write_text('{"kind": "bm25"}')
+    with pytest.raises(FileNotFoundError, match="run `dvc repro build_hybrid`"):
+        search([("q", "text")], 1, adapters_dir=tmp_path, name="hybrid")
+
+
+def test_fine_tuned_encoder_is_deterministic_and_learns(tmp_path):
+    import torch
+
+    from perfrepro.embeddings.encoder import encode_texts, load_encoder
+    from perfrepro.embeddings.finetune import encoder_training_data, train_encoder
+
+    torch.set_num_threads(1)
+    problems = ["Climb stairs count ways.", "Two numbers adding to target.", "Reverse the string.", "Fibonacci number n."]
+    solutions = [CORPUS[0][1].replace("fib", "climb"), CORPUS[1][1], CORPUS[2][1], CORPUS[0][1]]
+    base = load_encoder(32)
+    p, s = encode_texts(base, problems, show_progress=False), encode_texts(base, solutions, show_progress=False)
+    data = encoder_training_data(["a", "b", "c", "d"], problems, solutions, p, s, hard_negatives=True)
+    assert data.negatives is not None and len(data.negatives) == 4 and all(n != pos for n, pos in zip(data.negatives, solutions))
+    weights, logs = [], []
+    for run in range(2):
+        model, log = train_encoder(load_encoder(32), data, epochs=1, batch_size=4, lr=1e-4, warmup_ratio=0.0,
+                                   scale=20.0, seed=5, work_dir=tmp_path / f"w{run}", show_progress=False)
+        weights.append([t.detach().clone() for t in model.parameters()])
+        logs.append(log)
+    assert logs[0]["steps"] == 1 and logs[0]["n_triplets"] == 4
+    assert all(torch.equal(a, b) for a, b in zip(*weights))
+    assert logs[0]["loss_per_epoch"] == logs[1]["loss_per_epoch"]
+    base_weights = list(load_encoder(32).parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(weights[0], base_weights))  # it did train
