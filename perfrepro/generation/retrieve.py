@@ -28,6 +28,13 @@ def retrieve_examples(
     """
     if k <= 0:
         return {query_id: [] for query_id, _ in queries}
+    if adapter is not None and adapter in ("encoder_mnrl", "bm25", "hybrid"):
+        # retrievers beyond a linear adapter (perfrepro.retrieval.retrievers): same contract
+        from perfrepro.retrieval.retrievers import search
+
+        print(f"retrieving {k} examples for {len(queries)} tasks with {adapter}", file=sys.stderr)
+        return search(queries, k, adapters_dir=adapters_dir, name=adapter, protocol=protocol,
+                      index_dir=index_dir, max_seq_length=max_seq_length, batch_size=batch_size)
     from perfrepro.embeddings.encoder import encode_texts, load_encoder
     from perfrepro.index.chroma import ChromaIndex
 
@@ -43,5 +50,5 @@ def retrieve_examples(
     hits = index.query(embeddings, k + 1)
     retrieved = {}
     for (query_id, _), row in zip(queries, hits):
-        retrieved[query_id] = [(doc_id, document) for doc_id, _score, document in row if doc_id != query_id][:k]
+        retrieved[query_id] = [(doc_id, document) for doc_id, _score, document in row if doc_id not in (query_id, f"task:{query_id}")][:k]
     return retrieved
