@@ -89,8 +89,20 @@ def metrics_json(rows: Sequence[ModelRow], extra: dict[str, Any] | None = None) 
 
 
 def hit_plot_rows(rows: Sequence[ModelRow], ks: Sequence[int]) -> list[dict[str, Any]]:
-    """Rows for the DVC plot `metrics/retrieval_hit_at_k.json`: one {model, k, hit} per model and k."""
-    return [{"model": row.display, "k": k, "hit": row.metrics[f"hit@{k}"]} for row in rows for k in ks]
+    """Rows for the DVC plot `metrics/retrieval_hit_at_k.json`: one {model, k, hit} per model and k,
+    with the fields of `hit_plot_panels` (the template draws one panel per protocol)."""
+    return [{"model": row.display, "k": k, "hit": row.metrics[f"hit@{k}"], **panel}
+            for row in rows for panel in hit_plot_panels(row) for k in ks]
+
+
+def hit_plot_panels(row: ModelRow) -> list[dict[str, str]]:
+    """{variant, protocol} per panel the row is drawn in: `variant` is the name without the
+    "[study protocol]" label (one colour per variant across panels); the base model, trained on
+    nothing, is drawn in both panels as the baseline; other rows without a protocol are heldout."""
+    variant = row.display.replace(" [study protocol]", "")
+    if row.protocol is None:
+        return [{"variant": variant, "protocol": p} for p in ("heldout", "study")]
+    return [{"variant": variant, "protocol": row.protocol}]
 
 
 def markdown_table(rows: Sequence[ModelRow], ks: Sequence[int], digits: int = 4) -> str:
