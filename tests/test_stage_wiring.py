@@ -1,0 +1,134 @@
+"""Config -> library wiring of the stages (issue #15): through the REAL stage scripts, as
+subprocesses on tiny data in a temp dir, change a param the stage declares in dvc.yaml and see the
+output change (and, to tell a change from noise, the same params give the same bytes).
+
+A stage that reads seed 0 instead of `params.seed`, or builds its client with temperature 0.0
+instead of `llm.temperature`, fails here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from fake_openai_server import FakeOpenAI, Reply
+
+from perfrepro.embeddings.cache import EmbeddingSet
+from perfrepro.records import Completion, Task, read_jsonl, write_jsonl
+
+REPO = Path(__file__).resolve().parents[1]
+DIM = 8
+
+
+def write_params(path: Path, **changes) -> Path:
+    """params.yaml with dotted keys changed: write_params(p, **{"llm.temperature": 0.7})."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    for dotted, value in changes.items():
+        node = params
+        *parents, last = dotted.split(".")
+        for key in parents:
+            node = node[key]
+        node[last] = value
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+def run_stage(name: str, *args, cwd: Path, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", **(env or {})}
+    result = subprocess.run([sys.executable, str(REPO / "stages" / f"{name}.py"), *map(str, args)],
+                            cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, f"stages/{name}.py exited {result.returncode}:\n{result.stderr[-3000:]}"
+    return result
+
+
+def digest(directory: Path, pattern: str = "*") -> str:
+    h = hashlib.sha256()
+    for f in sorted(directory.rglob(pattern)):
+        if f.is_file():
+            h.update(f.relative_to(directory).as_posix().encode() + f.read_bytes())
+    return h.hexdigest()
+
+
+# ------------------------------------------------------------------------------------------
+# train_adapter: params.seed (dvc.yaml) and the variant's settings (the command line)
+
+
+def tiny_embeddings(directory: Path, n: int = 24) -> Path:
+    rng = np.random.default_rng(0)
+    unit = lambda a: (a / np.linalg.norm(a, axis=1, keepdims=True)).astype(np.float32)
+    solutions = unit(rng.normal(size=(n, DIM)))
+    problems = unit(solutions @ np.linalg.qr(rng.normal(size=(DIM, DIM)))[0] + 0.3 * rng.normal(size=(n, DIM)))
+    ids = [f"p{i:02d}" for i in range(n)]
+    splits = ["test" if i % 4 == 0 else "train" for i in range(n)]
+    docs = [{"id": i, "solution": f"s{i}", "split": s, "source": "t", "language": "python"} for i, s in zip(ids, splits)]
+    EmbeddingSet(ids, splits, problems, solutions, [], np.zeros((0, DIM), np.float32), docs).save(directory)
+    return directory
+
+
+VARIANT = ["--epochs", "2", "--batch_size", "8", "--lr", "0.01", "--warmup_steps", "1", "--max_grad_norm", "1.0",
+           "--margin", "0.5", "--loss", "mse", "--negatives", "none"]
+
+
+def test_train_adapter_uses_params_seed_and_the_variant_settings(tmp_path):
+    embeddings = tiny_embeddings(tmp_path / "emb")
+
+    def train(out: str, seed: int, variant=VARIANT) -> str:
+        params = write_params(tmp_path / f"params-{out}.yaml", seed=seed)
+        run_stage("train_adapter", "--variant", "v", *variant, "--embeddings", embeddings,
+                  "--out-dir", tmp_path / out, "--params", params, "--protocols", "heldout", cwd=tmp_path)
+        return digest(tmp_path / out / "v", "*.npy")
+
+    first = train("a", seed=1)
+    assert train("b", seed=1) == first  # same params, same bytes
+    assert train("c", seed=2) != first  # params.seed reaches the training (seed 0 hard-coded fails)
+    lr = VARIANT.copy()
+    lr[lr.index("--lr") + 1] = "0.05"
+    assert train("e", seed=1, variant=lr) != first  # the variant's lr reaches the training
+
+
+# ------------------------------------------------------------------------------------------
+# generate: llm.* reaches the request (the fake OpenAI server records what it received)
+
+
+def tiny_tasks(n: int) -> list[Task]:
+    return [
+        Task(id=f"task-{i}", statement=f"Return the number {i}.",
+             starter_code="class Solution:\n    def answer(self) -> int:\n        ",
+             canonical_solution=f"class Solution:\n    def answer(self) -> int:\n        return {i}\n",
+             test_code=f"def check(candidate):\n    assert candidate() == {i}\n",
+             entry_point="Solution().answer", examples=f"assert Solution().answer() == {i}", source="test")
+        for i in range(n)
+    ]
+
+
+def test_generate_sends_llm_temperature_model_seed_and_max_tokens(tmp_path):
+    write_jsonl(tmp_path / "tasks.jsonl", tiny_tasks(2))
+    listed = Reply(body={"object": "list", "data": [{"id": "model-a"}, {"id": "model-b"}]})
+    with FakeOpenAI(lambda i, body: Reply(), models=lambda: listed) as server:
+        env = {"PERFREPRO_LLM_CACHE": str(tmp_path / "cache"), "OPENAI_API_KEY": "sk-wiring-test"}
+
+        def generate(out: str, **llm) -> list[dict]:
+            before = server.count
+            changes = {"shots": 0, "llm.backend": "openai", "llm.base_url": server.base_url, "llm.max_retries": 0,
+                       "llm.concurrency": 1, "llm.timeout_s": 10.0, **{f"llm.{k}": v for k, v in llm.items()}}
+            params = write_params(tmp_path / f"params-{out}.yaml", **changes)
+            run_stage("generate", "--params", params, "--tasks", tmp_path / "tasks.jsonl", "--index", tmp_path / "no-index",
+                      "--out", tmp_path / out / "completions.jsonl", cwd=tmp_path, env=env)
+            return server.requests[before:]
+
+        a = generate("a", model="model-a", temperature=0.0, seed=11, max_tokens=300)
+        b = generate("b", model="model-b", temperature=0.7, seed=12, max_tokens=301)
+    assert len(a) == 2 and len(b) == 2  # b's changed params are not answered from a's cache
+    for body in a:
+        assert (body["model"], body["temperature"], body["seed"], body["max_tokens"]) == ("model-a", 0.0, 11, 300)
+    for body in b:
+        assert (body["model"], body["temperature"], body["seed"], body["max_tokens"]) == ("model-b", 0.7, 12, 301)
+    # the completions carry the model they came from
+    assert {c.model for c in read_jsonl(tmp_path / "a" / "completions.jsonl", Completion)} == {"model-a"}
+    assert {c.model for c in read_jsonl(tmp_path / "b" / "completions.jsonl", Completion)} == {"model-b"}
