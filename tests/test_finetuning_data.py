@@ -131,3 +131,10 @@ def test_released_pie_format_and_the_shipped_file():
     assert performance_scores([released]) == {"p00001_s1_s2": (9, "released")}
     shipped = load_training_pairs(["data/raw/pie/py_reference.jsonl"])
     assert len(shipped) == 1000 and len({p.problem_id for p in shipped}) == 213
+
+
+def test_a_near_copy_of_an_evaluation_program_is_caught_by_jaccard_not_only_by_exact_match():
+    near = pair("p7", 1, 2.0, 1.0, slow=EVAL_SLOW + "print(add_all([1, 2, 3]))\n", fast="print(6)\n")
+    data = build_training_data([near, pair("p2", 1, 2.0, 1.0)], EVAL, seed=1, val_fraction=0.5)
+    leak = data.summary["leaks"]["p7"]
+    assert leak["side"] == "slow" and leak["role"] == "slow" and 0.5 <= leak["similarity"] < 1.0
