@@ -80,9 +80,18 @@ def test_wall_backend_times_cpp():
         cpp_program("t", "generated", ADD, [("1 1\n", "3\n")]),
         cpp_program("t", "generated", "int main( {", TESTS, sample=1),
     ])
-    assert good.status == "ok" and good.execution_time > 0
+    assert good.status == "ok" and good.execution_time > 0 and good.time_unit == "ms"
     assert wrong.status == "wrong_answer"
     assert broken.status == "crash" and "g++" in broken.error
+    # the time is the program's: trial division to 200,000 (~30x the sieve's operations) is
+    # measured clearly slower than the sieve on the same input (a constant or the wrapper's own
+    # time would not be)
+    slow, fast = make_backend(config).measure([
+        cpp_program("t", "slow", PRIMES_SLOW, PRIMES_TESTS),
+        cpp_program("t", "reference", PRIMES_FAST, PRIMES_TESTS),
+    ])
+    assert slow.status == fast.status == "ok"
+    assert slow.execution_time > 3 * fast.execution_time, (slow.execution_time, fast.execution_time)
 
 
 def test_binary_runs_in_the_sandbox_with_a_verdict(tmp_path):

@@ -157,10 +157,21 @@ def test_correctness_program_holds_level_0_and_every_plus_input_and_timed_progra
 
 def test_mutating_program_sees_fresh_inputs():
     inputs = generate_task_inputs(TASK, seed=7, tests_per_level=1)
-    mutating = "def total(xs):\n    s = sum(xs)\n    xs.clear()\n    return s\n"
-    ns = _exec_program(build_level_programs(TASK, mutating, inputs, "generated", levels=(2,))[0].source)
-    ns["run_tests"]()
-    ns["run_tests"]()  # a second call gets unmutated copies
+    # records what it received (in a list the harness can't reset), then empties its input
+    mutating = ("import builtins\ndef total(xs):\n    builtins._perfrepro_seen.append(list(xs))\n"
+                "    s = sum(xs)\n    xs.clear()\n    return s\n")
+    import builtins
+    builtins._perfrepro_seen = []
+    try:
+        ns = _exec_program(build_level_programs(TASK, mutating, inputs, "generated", levels=(2,))[0].source)
+        ns["run_tests"]()
+        first = list(builtins._perfrepro_seen)
+        ns["run_tests"]()  # a second call gets unmutated copies: the same, non-empty inputs
+        second = builtins._perfrepro_seen[len(first):]
+    finally:
+        del builtins._perfrepro_seen
+    assert first and all(first), first
+    assert second == first
 
 
 def test_helpers_scope_and_keys():
