@@ -2,6 +2,7 @@
 
     perfrepro check                               # validate params.yaml and this machine; says what to fix
     perfrepro table                               # the study's tables across experiments
+    perfrepro plots                               # every DVC plot as SVG and PNG, in plots/
     perfrepro --version
 """
 
@@ -120,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument("--all-commits", action="store_true", help="--from exp: every commit's experiments")
     table.add_argument("-C", "--cwd", type=Path, default=Path("."), help="project directory (default: .)")
     table.set_defaults(run=run_table)
+    add_plots_parser(sub)
     return parser
 
 
@@ -189,6 +191,69 @@ def run_table(args: argparse.Namespace) -> int:
         print("perfrepro: no experiment with metrics (run `dvc repro` or `dvc exp run` first)", file=sys.stderr)
         return 1
     sys.stdout.write(study_tables(results, args.track, TABLE_FORMATS[args.format]))
+    return 0
+
+
+# ---- perfrepro plots (the rendering is perfrepro.plots) ----
+
+PLOTS_DOC = """Every DVC plot of the project as SVG and PNG, with no browser and no network.
+
+    perfrepro plots                               # the workspace's plots -> plots/*.svg, plots/*.png
+    perfrepro plots main workspace                # like `dvc plots diff main workspace`: one colour per revision
+    perfrepro plots --format svg --out /tmp/p
+
+The filled specs come from `dvc plots show --json` (or `dvc plots diff REV... --json`), that is from
+the templates in .dvc/plots/; vl-convert renders them with the Vega-Lite version DVC's HTML page
+inlines (.dvc/html/plots.html), so the files show what `dvc plots show` shows in a browser.
+"""
+
+
+def add_plots_parser(sub) -> None:
+    plots = sub.add_parser("plots", help="render every DVC plot to SVG and PNG (no browser, no network)",
+                           description=PLOTS_DOC, formatter_class=argparse.RawDescriptionHelpFormatter)
+    plots.add_argument("revisions", nargs="*", metavar="REV",
+                       help="git revisions or experiment names to compare, as `dvc plots diff` (default: the workspace)")
+    plots.add_argument("-o", "--out", type=Path, default=Path("plots"),
+                       help="folder for the files, relative to --cwd (default: plots/, git-ignored)")
+    plots.add_argument("--format", choices=("svg", "png", "both"), default="both",
+                       help="which files to write (default: both)")
+    plots.add_argument("--scale", type=float, default=2.0, help="PNG pixels per spec pixel (default: 2)")
+    plots.add_argument("-C", "--cwd", type=Path, default=Path("."), help="project directory (default: .)")
+    plots.set_defaults(run=run_plots)
+
+
+def dvc_plots_json(cwd: Path, revisions: Sequence[str] = (), dvc: str | None = None) -> dict:
+    """Parsed `dvc plots show --json` (or `dvc plots diff REV... --json`) run in `cwd`."""
+    dvc = dvc or find_dvc()
+    cmd = [dvc, "plots", *(["diff", *revisions] if revisions else ["show"]), "--json"]
+    try:
+        proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    except FileNotFoundError:
+        raise CliError(f"{dvc}: not found (install dvc, or run from the project's virtualenv)") from None
+    if proc.returncode != 0:
+        raise CliError(f"{' '.join(cmd)} exited {proc.returncode}: {proc.stderr.strip()[-2000:]}")
+    try:
+        return json.loads(proc.stdout or "{}")
+    except json.JSONDecodeError as exc:
+        raise CliError(f"{' '.join(cmd)}: output is not JSON ({exc})") from None
+
+
+def run_plots(args: argparse.Namespace) -> int:
+    from perfrepro.logs import setup_logging
+    from perfrepro.plots import FORMATS, PlotsError, render, specs_from_dvc_json
+
+    setup_logging("perfrepro plots")
+    try:
+        specs, problems = specs_from_dvc_json(dvc_plots_json(args.cwd, args.revisions))
+        for problem in problems:
+            print(f"perfrepro plots: warning: {problem}", file=sys.stderr)
+        if not specs:
+            raise CliError("no plot has data here (run `dvc repro` first, or name revisions that have plots)")
+        written = render(specs, args.cwd / args.out, FORMATS if args.format == "both" else (args.format,), args.scale)
+    except (CliError, PlotsError) as exc:
+        print(f"perfrepro plots: {exc}", file=sys.stderr)
+        return 1
+    print("\n".join(str(path) for path in written))
     return 0
 
 

@@ -8,7 +8,8 @@ comparison. When `measure` measured the reference row (LeetCodeDataset's recorde
 "reference"), the table gets it as a second row, labelled `leetcodedataset-response (reference)`,
 and efficiency.json a short `efficiency_reference` section (NET with its interval, NMU, NTMU,
 pass1); its per-task ratios go to reference_ratios.json (a plain output, not a metric; an empty
-list without a reference row).
+list without a reference row). net_plot.json is the NET plot's data: both rows' per-task ratios,
+each with its row's NET and interval.
 """
 
 from __future__ import annotations
@@ -69,6 +70,15 @@ def ratio_rows(task_ids, ratios, completions, canonicals) -> list[dict]:
     ]
 
 
+def net_plot_rows(rows, name: str, metrics) -> list[dict]:
+    """The per-task rows of one table row for the NET plot (metrics/net_plot.json): each task's
+    ratios plus the row's name and its NET with the 95% bootstrap interval, so the chart shows the
+    points and the interval side by side (and the reference row when the live model passed nothing)."""
+    summary = {key: _number(getattr(metrics, key, None)) for key in ("NET", "NET_lo", "NET_hi")}
+    return [{**row, "row": name, "row_NET": summary["NET"], "row_NET_lo": summary["NET_lo"],
+             "row_NET_hi": summary["NET_hi"], "row_pass1": _number(metrics.pass1)} for row in rows]
+
+
 def net_text(metrics) -> str:
     """``NET 1.23 [1.10, 1.40] over 8 tasks``, or ``NET n/a: no completion passed`` (never "None")."""
     if metrics.NET is None:
@@ -99,14 +109,18 @@ def main(argv=None) -> int:
     content = {"efficiency": flat}
     if reference is not None:
         content["efficiency_reference"] = {key: _number(getattr(reference, key)) for key in REFERENCE_KEYS}
-    names = ("efficiency.json", "efficiency.md", "net_ratios.json", "reference_ratios.json")
-    with atomic_outputs(*(args.metrics / n for n in names)) as (json_out, md_out, net_out, reference_out):
+    names = ("efficiency.json", "efficiency.md", "net_ratios.json", "reference_ratios.json", "net_plot.json")
+    with atomic_outputs(*(args.metrics / n for n in names)) as (json_out, md_out, net_out, reference_out, plot_out):
         write_json(json_out, content)
         write_text(md_out, efficiency_markdown(
             name, metrics, params.timing.backend, reference=(reference_name(), reference) if reference else None))
-        write_json(net_out, {"net_ratios": ratio_rows(task_ids, ratios, completions, canonicals)})
-        write_json(reference_out, {"reference_ratios": ratio_rows(
-            task_ids, *task_ratios(task_ids, measurements, role=REFERENCE_ROLE)) if reference is not None else []})
+        net_rows = ratio_rows(task_ids, ratios, completions, canonicals)
+        reference_rows = (ratio_rows(task_ids, *task_ratios(task_ids, measurements, role=REFERENCE_ROLE))
+                          if reference is not None else [])
+        write_json(net_out, {"net_ratios": net_rows})
+        write_json(reference_out, {"reference_ratios": reference_rows})
+        write_json(plot_out, {"net_plot": net_plot_rows(net_rows, name, metrics) + (
+            net_plot_rows(reference_rows, reference_name(), reference) if reference is not None else [])})
     log.info("%s: pass1 %.1f%%, %s -> %s", name, metrics.pass1, net_text(metrics), args.metrics / "efficiency.md")
     if reference is not None:
         log.info("%s: pass1 %.1f%%, %s", reference_name(), reference.pass1, net_text(reference))
