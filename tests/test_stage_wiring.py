@@ -9,6 +9,7 @@ instead of `llm.temperature`, fails here.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -132,3 +133,60 @@ def test_generate_sends_llm_temperature_model_seed_and_max_tokens(tmp_path):
     # the completions carry the model they came from
     assert {c.model for c in read_jsonl(tmp_path / "a" / "completions.jsonl", Completion)} == {"model-a"}
     assert {c.model for c in read_jsonl(tmp_path / "b" / "completions.jsonl", Completion)} == {"model-b"}
+
+
+# ------------------------------------------------------------------------------------------
+# measure: timing.repeats reaches the backend (one raw.jsonl row per repeat and program)
+
+
+def test_measure_runs_timing_repeats_per_program(tmp_path):
+    tasks = tiny_tasks(1)
+    write_jsonl(tmp_path / "tasks.jsonl", tasks)
+    write_jsonl(tmp_path / "completions.jsonl", [Completion(
+        task_id=tasks[0].id, sample=0, model="m", status="ok", code=tasks[0].canonical_solution, response="")])
+
+    def measure(out: str, repeats: int) -> list[dict]:
+        params = write_params(tmp_path / f"params-{out}.yaml", **{
+            "timing.backend": "wall", "timing.repeats": repeats, "timing.min_sample_ms": 1.0, "timing.timeout_s": 20.0,
+            "llm.backend": "openai", "data.tasks_source": "effibench"})
+        run_stage("measure", "--params", params, "--tasks", tmp_path / "tasks.jsonl",
+                  "--completions", tmp_path / "completions.jsonl", "--out", tmp_path / out, cwd=tmp_path)
+        return [json.loads(line) for line in (tmp_path / out / "raw.jsonl").read_text().splitlines() if line.strip()]
+
+    for repeats in (1, 3):
+        rows = measure(f"r{repeats}", repeats)
+        per_program = {}
+        for row in rows:
+            per_program.setdefault((row["task_id"], row["role"], row["sample"]), []).append(row["repeat"])
+        assert set(per_program) == {("task-0", "canonical", 0), ("task-0", "completion", 0)}, per_program
+        assert all(sorted(r) == list(range(repeats)) for r in per_program.values()), per_program
+
+
+# ------------------------------------------------------------------------------------------
+# pie_tasks: seed and pie.limit_tasks choose the subset, pie.tests_per_level the inputs
+
+
+def test_pie_tasks_uses_seed_limit_tasks_and_tests_per_level(tmp_path):
+    from perfrepro.datasets.enamel import load_opt_tasks
+
+    opt_tasks = load_opt_tasks(REPO / "data" / "raw" / "enamel")[:6]
+    write_jsonl(tmp_path / "opt_tasks.jsonl", opt_tasks)
+
+    def pie_tasks(out: str, **changes) -> dict:
+        params = write_params(tmp_path / f"params-{out}.yaml", **{"seed": 1, "pie.limit_tasks": 2,
+                                                                   "pie.tests_per_level": 1, **changes})
+        run_stage("pie_tasks", "--params", params, "--opt-tasks", tmp_path / "opt_tasks.jsonl",
+                  "--humanevalplus", REPO / "data" / "raw" / "humanevalplus" / "HumanEvalPlus.jsonl.gz",
+                  "--plus-cap", 1, "--out", tmp_path / out, cwd=tmp_path, timeout=240)
+        manifest = json.loads((tmp_path / out / "manifest.json").read_text())
+        return {"ids": sorted(item if isinstance(item, str) else item["task_id"] for item in manifest["kept"]),
+                "digest": digest(tmp_path / out / "inputs")}
+
+    base = pie_tasks("a")
+    assert len(base["ids"]) == 2
+    assert pie_tasks("b") == base  # same params, same tasks and inputs
+    other_seed = pie_tasks("c", seed=2)
+    assert other_seed["ids"] != base["ids"] or other_seed["digest"] != base["digest"]
+    assert len(pie_tasks("d", **{"pie.limit_tasks": 3})["ids"]) == 3
+    more = pie_tasks("e", **{"pie.tests_per_level": 2})
+    assert more["ids"] == base["ids"] and more["digest"] != base["digest"]
