@@ -3,7 +3,8 @@
 1. embed-stage encoding throughput vs a bare SentenceTransformer.encode on the same texts
    (goal: ratio >= 0.9);
 2. adapter training seconds per variant in params.yaml (heldout protocol, cached embeddings);
-3. query latency of the chroma index vs exact numpy search (same queries, same k).
+3. query latency of the chroma index vs exact numpy search (same queries, same k);
+4. encoder_mnrl fine-tuning seconds with params.yaml's settings (goal <= 600 s on 2 idle cores).
 
 Usage: python benchmarks/retrieval.py [--texts 256] [--embeddings data/embeddings] [--index data/index]
 Needs data/embeddings (the embed stage) for parts 2-3; part 1 reads the shipped corpus directly.
@@ -104,6 +105,28 @@ def bench_query(embeddings: EmbeddingSet, index_path: Path, k: int, repeats: int
         tmp.cleanup()
 
 
+def bench_encoder(embeddings: EmbeddingSet, train_path: Path, params_path: Path, pairs: int | None) -> None:
+    """Seconds to fine-tune encoder_mnrl with params.yaml's settings (first `pairs` train pairs)."""
+    from perfrepro.embeddings.finetune import encoder_training_data, train_encoder
+    from perfrepro.records import CorpusPair, read_jsonl
+
+    params = load_params(params_path)
+    config = params.retrievers.encoder_mnrl
+    text = {p.id: p for p in read_jsonl(train_path, CorpusPair)}
+    rows = embeddings.rows("train")
+    ids = [embeddings.ids[i] for i in rows]
+    data = encoder_training_data(ids, [text[c].problem for c in ids], [text[c].solution for c in ids],
+                                 embeddings.problems[rows], embeddings.solutions[rows], config.hard_negatives,
+                                 pairs if pairs is not None else config.max_train_pairs)
+    with tempfile.TemporaryDirectory() as work:
+        _, log = train_encoder(load_encoder(config.max_seq_length), data, epochs=config.epochs,
+                               batch_size=config.batch_size, lr=config.lr, warmup_ratio=config.warmup_ratio,
+                               scale=config.scale, seed=params.seed, work_dir=work, show_progress=True)
+    print(f"\n[4] encoder_mnrl fine-tuning ({log['data']}, {config.epochs} epoch(s), batch {config.batch_size}, "
+          f"max_seq_length {config.max_seq_length}): {log['seconds']:.1f}s, {log['steps']} steps "
+          f"(goal <= 600 s for the default on 2 idle cores)")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--texts", type=int, default=256)
@@ -112,15 +135,21 @@ def main() -> int:
     parser.add_argument("--index", type=Path, default=ROOT / "data/index")
     parser.add_argument("--params", type=Path, default=ROOT / "params.yaml")
     parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--train", type=Path, default=ROOT / "data/prepared/corpus_train.jsonl")
+    parser.add_argument("--encoder-pairs", type=int, default=None, help="[4] on the first n train pairs only")
+    parser.add_argument("--only-encoder", action="store_true", help="run part [4] only")
     args = parser.parse_args()
     embed = load_params(args.params).embed
-    bench_encode(args.texts, embed.batch_size, embed.max_seq_length, args.repeats)
+    if not args.only_encoder:
+        bench_encode(args.texts, embed.batch_size, embed.max_seq_length, args.repeats)
     if not (args.embeddings / "ids.json").exists():
         print(f"\n[2,3] skipped: {args.embeddings} not found (run `dvc repro embed` first)")
         return 0
     embeddings = EmbeddingSet.load(args.embeddings)
-    bench_training(embeddings, args.params)
-    bench_query(embeddings, args.index, args.k, args.repeats)
+    if not args.only_encoder:
+        bench_training(embeddings, args.params)
+        bench_query(embeddings, args.index, args.k, args.repeats)
+    bench_encoder(embeddings, args.train, args.params, args.encoder_pairs)
     return 0
 
 

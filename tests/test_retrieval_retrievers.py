@@ -136,3 +136,51 @@ def test_fine_tuned_encoder_is_deterministic_and_learns(tmp_path):
     assert logs[0]["loss_per_epoch"] == logs[1]["loss_per_epoch"]
     base_weights = list(load_encoder(32).parameters())
     assert any(not torch.equal(a, b) for a, b in zip(weights[0], base_weights))  # it did train
+
+
+def test_stages_bm25_hybrid_and_out_of_corpus_table(tmp_path, monkeypatch):
+    """build_bm25 -> build_hybrid -> eval_retrieval on a tiny real corpus with an out-of-corpus set."""
+    from perfrepro.embeddings.cache import build_embedding_set
+    from perfrepro.embeddings.encoder import encode_texts, load_encoder
+    from perfrepro.records import CorpusPair, write_jsonl
+
+    model = load_encoder(64)
+    statements = ["Return the n-th Fibonacci number.", "Find two indices whose numbers sum to target.",
+                  "Reverse a string.", "Count ways to climb stairs."]
+    pairs = [CorpusPair(f"c{i}", s, d, None, "python", "fixture")
+             for i, (s, (_, d)) in enumerate(zip(statements, CORPUS + [("x", TASKS[0][2].replace("climb_stairs", "ways"))]))]
+    splits = ["train", "test", "train", "test"]
+    emb = build_embedding_set(model, pairs, splits, {}, batch_size=4, show_progress=False)
+    monkeypatch.chdir(tmp_path)
+    emb.save("embeddings")
+    write_jsonl(Path("corpus_test.jsonl"), [p for p, s in zip(pairs, splits) if s == "test"])
+    Path("ooc").mkdir()
+    Path("ooc/tasks.jsonl").write_text("".join(json.dumps({"id": t, "statement": s, "canonical": c}) + "\n" for t, s, c in TASKS))
+    np.save("ooc/queries.npy", encode_texts(model, [s for _, s, _ in TASKS], show_progress=False))
+    np.save("ooc/canonicals.npy", encode_texts(model, [c for *_, c in TASKS], show_progress=False))
+    params = (ROOT / "params.yaml").read_text(encoding="utf-8").replace("dense: adapter_infonce", "dense: tiny")
+    Path("params.yaml").write_text(params, encoding="utf-8")
+    sys.path.insert(0, str(ROOT / "stages"))
+    try:
+        import build_bm25, build_hybrid, build_index, eval_retrieval, train_adapter
+    finally:
+        sys.path.pop(0)
+    assert build_index.main(["--embeddings", "embeddings", "--out", "index"]) == 0
+    flags = "--epochs 1 --batch_size 2 --lr 0.001 --warmup_steps 1 --max_grad_norm 1.0 --margin 0.2 --loss infonce --negatives none"
+    assert train_adapter.main(["--variant", "tiny", "--embeddings", "embeddings", "--out-dir", "adapters", *flags.split()]) == 0
+    assert build_bm25.main(["--embeddings", "embeddings", "--ooc", "ooc", "--out", "adapters/bm25"]) == 0
+    assert build_hybrid.main(["--adapters", "adapters", "--out", "adapters/hybrid"]) == 0
+    # generation's bm25 index holds the corpus only; the task canonical is in the ooc index alone
+    assert BM25Index.load("adapters/bm25/index").ids == emb.ids
+    assert BM25Index.load("adapters/bm25/ooc").ids == emb.ids + [canonical_id("t-stairs")]
+    assert eval_retrieval.main(["--embeddings", "embeddings", "--index", "index", "--adapters", "adapters",
+                                "--test", "corpus_test.jsonl", "--ooc", "ooc"]) == 0
+    full = json.loads(Path("metrics/retrieval_full.json").read_text())
+    assert set(full["heldout"]) == set(full["ooc"]) == {"base_all-MiniLM-L6-v2", "tiny", "tiny__study", "bm25", "hybrid"}
+    assert full["info"]["ooc_queries"] == 1 and full["info"]["ooc_documents"] == 5
+    for split in ("heldout", "ooc"):
+        for row in full[split].values():
+            low, high = row["intervals"]["hit@1"]
+            assert low <= row["metrics"]["hit@1"] <= high
+    table = Path("metrics/retrieval.md").read_text()
+    assert "## Out-of-corpus: 1 efficiency-task statements" in table and "| hybrid | RRF (k=60) of bm25 and tiny |" in table
