@@ -3,6 +3,7 @@
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
+LOCK := requirements.lock
 STAMP := $(VENV)/.perfrepro-installed
 
 export DVC_NO_ANALYTICS := 1
@@ -10,17 +11,53 @@ export ANONYMIZED_TELEMETRY := False
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install repro test benchmarks clean-venv
+# One portable build of llama.cpp on every x86-64 machine (README, "One llama.cpp build
+# everywhere"): a build tuned to the machine segfaults on its first completion on a CPU with AMX
+# (llama.cpp issue 20824), and does different float arithmetic on different CPUs. The same list is
+# perfrepro.environment.PORTABLE_CMAKE_ARGS.
+export CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF
+
+.PHONY: install lock sandbox-python repro test benchmarks clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-# torch first, pinned to the local CPU build, so nothing pulls a CUDA build.
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[local,dev]'
+# The sandbox runs generated programs as an unprivileged user under a system Python of the same
+# version (perfrepro.execution.sandbox.sandbox_python); a pyenv build under /root is out of its reach.
+sandbox-python:
+	@PYVER=$$($(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])'); \
+	for p in /usr/bin/python$$PYVER /usr/local/bin/python$$PYVER; do test -x $$p && exit 0; done; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing the sandbox interpreter: apt-get install python$$PYVER"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python$$PYVER >/dev/null; \
+	else \
+		echo "error: the sandbox needs /usr/bin/python$$PYVER (run as root: apt-get install python$$PYVER)" >&2; exit 1; \
+	fi
+
+# Everything from the lock file, with hashes; then the project itself. Then the check that
+# llama-cpp-python is the portable build: pip reuses a wheel it built earlier (its cache key is
+# the source, not CMAKE_ARGS), so a wheel built natively before is removed from the cache and
+# rebuilt with the flags above. The stamp depends on the lock: a second run installs nothing.
+$(STAMP): $(LOCK) pyproject.toml | $(BIN)/python sandbox-python
+	$(BIN)/pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/pip install --quiet --no-deps -e .
+	@$(BIN)/python -m perfrepro.environment check-llama || { \
+		echo "rebuilding llama-cpp-python with the portable flags (removing pip's cached wheel)"; \
+		$(BIN)/pip cache remove llama_cpp_python || true; \
+		$(BIN)/pip uninstall --quiet -y llama-cpp-python && \
+		$(BIN)/pip install --quiet --no-deps --require-hashes -r $(LOCK) && \
+		$(BIN)/python -m perfrepro.environment check-llama; }
 	touch $(STAMP)
+
+# Re-resolve requirements.lock after a change to pyproject.toml's dependencies (keeps the other
+# pins; `make lock LOCK_ARGS=--upgrade` moves everything). pip-tools lives in its own venv.
+LOCK_TOOLS := $(VENV)/lock-tools
+lock: | $(BIN)/python
+	test -x $(LOCK_TOOLS)/bin/pip-compile || { $(PYTHON) -m venv $(LOCK_TOOLS) && $(LOCK_TOOLS)/bin/pip install --quiet pip-tools==7.6.2; }
+	$(LOCK_TOOLS)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
+		--extra local --extra dev --extra finetune --upgrade-package 'torch==2.13.0+cpu' \
+		--no-emit-index-url --no-emit-find-links $(LOCK_ARGS) --output-file $(LOCK) pyproject.toml
 
 install: $(STAMP)
 
