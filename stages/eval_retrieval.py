@@ -26,6 +26,7 @@ import numpy as np
 import yaml
 
 from perfrepro.config import load_params
+from perfrepro.environment import fingerprint
 from perfrepro.embeddings.adapter import PROTOCOLS, adapter_stem, load_variant
 from perfrepro.embeddings.cache import EmbeddingSet
 from perfrepro.index.chroma import ChromaIndex
@@ -214,7 +215,7 @@ def main(argv=None) -> int:
         return out
 
     result = {"retrieval": {row.key: headline(row) for row in heldout_rows}, **best_heldout(heldout_rows)}
-    write_json(args.metrics, result)
+    write_json(args.metrics, {**result, "run_info": fingerprint()})  # the environment (perfrepro.environment)
     full = {
         "ks": ks,
         "heldout": {row.key: {"display": row.display, "protocol": row.protocol, "metrics": row.metrics,

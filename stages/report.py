@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from perfrepro.config import ConfigError, load_params
+from perfrepro.environment import fingerprint
 from perfrepro.io import atomic_outputs, write_json, write_text
 from perfrepro.logs import setup_logging
 from perfrepro.metrics.efficiency import efficiency_metrics, task_ratios
@@ -111,7 +112,7 @@ def main(argv=None) -> int:
         content["efficiency_reference"] = {key: _number(getattr(reference, key)) for key in REFERENCE_KEYS}
     names = ("efficiency.json", "efficiency.md", "net_ratios.json", "reference_ratios.json", "net_plot.json")
     with atomic_outputs(*(args.metrics / n for n in names)) as (json_out, md_out, net_out, reference_out, plot_out):
-        write_json(json_out, content)
+        write_json(json_out, {**content, "run_info": fingerprint()})  # the environment (perfrepro.environment)
         write_text(md_out, efficiency_markdown(
             name, metrics, params.timing.backend, reference=(reference_name(), reference) if reference else None))
         net_rows = ratio_rows(task_ids, ratios, completions, canonicals)

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from perfrepro.config import ConfigError, load_params
+from perfrepro.environment import fingerprint
 from perfrepro.io import atomic_outputs, write_json, write_text
 from perfrepro.logs import setup_logging
 from perfrepro.metrics.optimization import model_rows, optimization_metrics, summarize, task_outcomes
@@ -78,7 +79,7 @@ def main(argv=None) -> int:
         lines += [f"Left out (the slow program passed no timed level): {', '.join(excluded)}.", ""]
     lines += ["## Per task", "", optimization_task_table(outcomes), ""]
     with atomic_outputs(args.metrics, args.table) as (metrics_out, table_out):
-        write_json(metrics_out, optimization_metrics(rows, len(excluded)))
+        write_json(metrics_out, {**optimization_metrics(rows, len(excluded)), "run_info": fingerprint()})
         write_text(table_out, "\n".join(lines))
     log.info("%s, %s: %d tasks", args.metrics, args.table, len(outcomes))
     print(optimization_table(rows, params.llm.model), file=sys.stderr)
