@@ -100,7 +100,7 @@ def test_evaluation_end_to_end_through_the_stages(corpus, tmp_path, monkeypatch)
     # fewer than retrieval.min_training_pairs: the report warns and says why
     assert "**tiny_slow** trained on only 1 pairs/triplets" in table and "too few LLM-made slow variants" in table
     plot = json.loads(Path("metrics/retrieval_hit_at_k.json").read_text())
-    assert {"model", "k", "hit"} == set(plot[0])
+    assert {"model", "k", "hit"} <= set(plot[0])
 
 
 # chromadb warns when reading back a collection made without an embedding function, as ours are
