@@ -93,6 +93,24 @@ def test_train_adapter_uses_params_seed_and_the_variant_settings(tmp_path):
     assert train("e", seed=1, variant=lr) != first  # the variant's lr reaches the training
 
 
+def test_train_adapter_reads_the_variant_and_seed_from_the_params_file(tmp_path):
+    """Without flags the stage takes adapters.<variant> from --params; params.seed still decides."""
+    embeddings = tiny_embeddings(tmp_path / "emb")
+    variant = {"epochs": 2, "batch_size": 8, "lr": 0.01, "warmup_steps": 1, "max_grad_norm": 1.0, "margin": 0.5,
+               "loss": "mse", "negatives": "none"}
+
+    def train(out: str, seed: int, lr: float = 0.01) -> str:
+        params = write_params(tmp_path / f"params-{out}.yaml", seed=seed, adapters={"v": {**variant, "lr": lr}},
+                              **{"retrieval.adapter": "v"})
+        run_stage("train_adapter", "--variant", "v", "--embeddings", embeddings, "--out-dir", tmp_path / out,
+                  "--params", params, "--protocols", "heldout", cwd=tmp_path)
+        return digest(tmp_path / out / "v", "*.npy")
+
+    first = train("a", seed=3)
+    assert train("b", seed=4) != first
+    assert train("c", seed=3, lr=0.05) != first
+
+
 # ------------------------------------------------------------------------------------------
 # generate: llm.* reaches the request (the fake OpenAI server records what it received)
 
@@ -125,14 +143,53 @@ def test_generate_sends_llm_temperature_model_seed_and_max_tokens(tmp_path):
 
         a = generate("a", model="model-a", temperature=0.0, seed=11, max_tokens=300)
         b = generate("b", model="model-b", temperature=0.7, seed=12, max_tokens=301)
+        # one param at a time: each is a new request (the cache key holds it), carrying the new value
+        t = generate("t", model="model-a", temperature=0.5, seed=11, max_tokens=300)
+        m = generate("m", model="model-b", temperature=0.0, seed=11, max_tokens=300)
+        again = generate("again", model="model-a", temperature=0.0, seed=11, max_tokens=300)
     assert len(a) == 2 and len(b) == 2  # b's changed params are not answered from a's cache
     for body in a:
         assert (body["model"], body["temperature"], body["seed"], body["max_tokens"]) == ("model-a", 0.0, 11, 300)
     for body in b:
         assert (body["model"], body["temperature"], body["seed"], body["max_tokens"]) == ("model-b", 0.7, 12, 301)
+    assert [(x["model"], x["temperature"]) for x in t] == [("model-a", 0.5)] * 2
+    assert [(x["model"], x["temperature"]) for x in m] == [("model-b", 0.0)] * 2
+    assert again == []  # a's params again: all from the cache
     # the completions carry the model they came from
     assert {c.model for c in read_jsonl(tmp_path / "a" / "completions.jsonl", Completion)} == {"model-a"}
     assert {c.model for c in read_jsonl(tmp_path / "b" / "completions.jsonl", Completion)} == {"model-b"}
+
+
+def test_open_backend_builds_the_client_from_llm_and_keys_the_cache_on_it(tmp_path, monkeypatch):
+    """The library side of the same wiring: LLMConfig -> the client's request and cache key."""
+    import dataclasses
+
+    from perfrepro.config import load_params
+    from perfrepro.generation.backends import open_backend
+    from perfrepro.generation.cache import ResponseCache
+    from perfrepro.generation.client import ChatRequest
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-wiring-test")
+    listed = Reply(body={"object": "list", "data": [{"id": "model-a"}, {"id": "model-b"}]})
+    with FakeOpenAI(lambda i, body: Reply(), models=lambda: listed) as server:
+        base = dataclasses.replace(load_params(REPO / "params.yaml").llm, backend="openai", base_url=server.base_url,
+                                   model="model-a", temperature=0.0, seed=5, max_tokens=64, max_retries=0)
+        cache = ResponseCache(tmp_path / "cache")
+        request = ChatRequest("t", ({"role": "user", "content": "Return 1."},))
+
+        def ask(**changes) -> list[dict]:
+            before = server.count
+            with open_backend(dataclasses.replace(base, **changes), cache=cache, progress=False) as backend:
+                backend.complete(request)
+            return server.requests[before:]
+
+        first = ask()
+        assert [(x["model"], x["temperature"], x["seed"], x["max_tokens"]) for x in first] == [("model-a", 0.0, 5, 64)]
+        assert ask() == []  # same config: cached
+        assert [x["temperature"] for x in ask(temperature=0.9)] == [0.9]
+        assert [x["model"] for x in ask(model="model-b")] == ["model-b"]
+        assert [x["seed"] for x in ask(seed=6)] == [6]
+        assert [x["max_tokens"] for x in ask(max_tokens=65)] == [65]
 
 
 # ------------------------------------------------------------------------------------------
