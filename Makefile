@@ -82,3 +82,9 @@ benchmarks: install
 
 clean-venv:
 	rm -rf $(VENV)
+
+# Mutation testing (issue #15): mutmut over the metrics, the harness verdict, the split and the
+# config wiring, on a clone of HEAD (never the working tree); prints the score per module.
+.PHONY: mutation
+mutation: install
+	VENV=$(CURDIR)/$(VENV) scripts/mutation.sh
