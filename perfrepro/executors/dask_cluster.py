@@ -130,6 +130,10 @@ def _import_distributed():
     except ImportError:
         raise ExecutorError("executor.kind: dask needs Dask (pip install 'dask[distributed]'); "
                             "or use executor.kind: local") from None
+    # the scheduler, nannies and client log every connection at INFO (each logger configured on
+    # import); the stage's log keeps ours
+    for name in [n for n in logging.root.manager.loggerDict if n.split(".")[0] in ("distributed", "dask_jobqueue")]:
+        logging.getLogger(name).setLevel(logging.WARNING)
     return distributed
 
 
