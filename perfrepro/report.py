@@ -279,16 +279,22 @@ def _get(mapping: Mapping[str, Any], dotted: str, default: Any = None) -> Any:
 
 
 def _dedupe_with(rows: Sequence[tuple[str, Any, Mapping[str, Any], str, Any]]) -> list[tuple[str, Mapping[str, Any], Any]]:
-    """(name, sort key, values, experiment, payload) -> unique (name, values, payload), sorted; a
-    name shared by different values gets its experiment's name appended."""
+    """(name, sort key, values, experiment, payload) -> unique (name, values, payload), sorted. Rows
+    merge only when name (which says where the code came from) and values are equal; a name shared
+    by different values gets the names of the experiments that gave each value appended."""
     unique: list[tuple[str, Any, Mapping[str, Any], str, Any]] = []
+    experiments: list[list[str]] = []
     for row in rows:
-        if not any(row[0] == u[0] and row[2] == u[2] for u in unique):
+        same = next((i for i, u in enumerate(unique) if row[0] == u[0] and row[2] == u[2]), None)
+        if same is None:
             unique.append(row)
+            experiments.append([row[3]])
+        elif row[3] not in experiments[same]:
+            experiments[same].append(row[3])
     counts = {u[0]: sum(v[0] == u[0] for v in unique) for u in unique}
-    unique.sort(key=lambda u: u[1])
-    return [(f"{name} [{exp}]" if counts[name] > 1 else name, values, payload)
-            for name, _, values, exp, payload in unique]
+    order = sorted(range(len(unique)), key=lambda i: unique[i][1])
+    return [(f"{unique[i][0]} [{', '.join(experiments[i])}]" if counts[unique[i][0]] > 1 else unique[i][0],
+             unique[i][2], unique[i][4]) for i in order]
 
 
 def _dedupe(rows: Sequence[tuple[str, Any, Mapping[str, Any], str]]) -> list[tuple[str, Mapping[str, Any]]]:

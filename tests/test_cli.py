@@ -71,7 +71,17 @@ def test_same_name_with_different_metrics_gets_the_experiment_name():
     results = [ExperimentResult(name, name, params, {"metrics/efficiency.json": {"efficiency": {"NET": net}}})
                for name, net in (("exp-a", 1.0), ("exp-b", 2.0), ("exp-c", 1.0))]
     rows = efficiency_experiment_rows(results)
-    assert [name for name, _ in rows] == ["rag1_and_m [exp-a]", "rag1_and_m [exp-b]"]
+    assert [name for name, _ in rows] == ["rag1_and_m [exp-a, exp-c]", "rag1_and_m [exp-b]"]
+
+
+def test_rows_from_different_code_sources_never_merge():
+    """Equal metrics (all 0: nothing passed) from the live model and from the recorded responses
+    stay two rows, each named by where its code came from."""
+    def result(name, backend):
+        params = {"shots": 0, "llm": {"model": "smollm2", "backend": backend}, "timing": {"backend": "wall"}}
+        return ExperimentResult(name, name, params, {"metrics/efficiency.json": {"efficiency": {"pass1": 0.0}}})
+    rows = efficiency_experiment_rows([result("live", "local"), result("replay", "recorded")])
+    assert sorted(name for name, _ in rows) == ["leetcodedataset-response", "smollm2"]
 
 
 def test_recorded_backend_rows_are_labelled():
