@@ -192,7 +192,7 @@ def test_plots_show_renders_html(tiny):
     run(["dvc", "plots", "show", "-o", str(out)], repo, env)
     html = (out / "index.html").read_text(encoding="utf-8")
     assert "retrieval_hit_at_k.json" in html
-    assert "net_ratios.json" in html
+    assert "net_plot.json" in html  # per-task NET with each row's interval, reference row included
 
 
 def test_metrics_diff_against_the_first_commit_renders(tiny):

@@ -131,6 +131,14 @@ def test_measure_and_report_stages_end_to_end(tmp_path, tasks):
     ratios = json.loads((tmp_path / "metrics" / "net_ratios.json").read_text())["net_ratios"]
     assert [r["task_id"] for r in ratios if r["NET"] is not None] == [slow.id]
     assert {r["task_id"]: r["status"] for r in ratios} == {slow.id: "ok", wrong.id: "wrong_answer"}
+    # the NET plot's data: both rows' per-task ratios, each with its row's NET and interval
+    plotted = json.loads((tmp_path / "metrics" / "net_plot.json").read_text())["net_plot"]
+    by_row = {r["row"]: r for r in plotted}
+    assert set(by_row) == {"rag3_and_smollm2-135m-instruct", "leetcodedataset-response (reference)"}
+    main_row = by_row["rag3_and_smollm2-135m-instruct"]
+    assert (main_row["row_NET"], main_row["row_NET_lo"], main_row["row_NET_hi"]) == (
+        metrics["NET"], metrics["NET_lo"], metrics["NET_hi"])
+    assert len(plotted) == 2 * len(ratios)
     raw = [json.loads(line) for line in (tmp_path / "timings" / "raw.jsonl").read_text().splitlines()]
     # the reference row: LeetCodeDataset's recorded responses for these tasks, measured in the same
     # run (final-array's response is empty: no_code, never run; stone-removal-game's has code)
