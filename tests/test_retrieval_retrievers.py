@@ -154,15 +154,18 @@ def test_stages_bm25_hybrid_and_out_of_corpus_table(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     emb.save("embeddings")
     write_jsonl(Path("corpus_test.jsonl"), [p for p, s in zip(pairs, splits) if s == "test"])
+    write_jsonl(Path("corpus_train.jsonl"), [p for p, s in zip(pairs, splits) if s == "train"])
     Path("ooc").mkdir()
     Path("ooc/tasks.jsonl").write_text("".join(json.dumps({"id": t, "statement": s, "canonical": c}) + "\n" for t, s, c in TASKS))
     np.save("ooc/queries.npy", encode_texts(model, [s for _, s, _ in TASKS], show_progress=False))
     np.save("ooc/canonicals.npy", encode_texts(model, [c for *_, c in TASKS], show_progress=False))
     params = (ROOT / "params.yaml").read_text(encoding="utf-8").replace("dense: adapter_infonce", "dense: tiny")
+    params = params.replace("batch_size: 32, max_seq_length: 128", "batch_size: 2, max_seq_length: 32")
+    assert "batch_size: 2, max_seq_length: 32" in params
     Path("params.yaml").write_text(params, encoding="utf-8")
     sys.path.insert(0, str(ROOT / "stages"))
     try:
-        import build_bm25, build_hybrid, build_index, eval_retrieval, train_adapter
+        import build_bm25, build_hybrid, build_index, eval_retrieval, train_adapter, train_encoder
     finally:
         sys.path.pop(0)
     assert build_index.main(["--embeddings", "embeddings", "--out", "index"]) == 0
@@ -170,17 +173,23 @@ def test_stages_bm25_hybrid_and_out_of_corpus_table(tmp_path, monkeypatch):
     assert train_adapter.main(["--variant", "tiny", "--embeddings", "embeddings", "--out-dir", "adapters", *flags.split()]) == 0
     assert build_bm25.main(["--embeddings", "embeddings", "--ooc", "ooc", "--out", "adapters/bm25"]) == 0
     assert build_hybrid.main(["--adapters", "adapters", "--out", "adapters/hybrid"]) == 0
+    assert train_encoder.main(["--embeddings", "embeddings", "--train", "corpus_train.jsonl", "--test", "corpus_test.jsonl",
+                               "--ooc", "ooc", "--out", "adapters/encoder_mnrl", "--threads", "1"]) == 0
+    meta = json.loads(Path("adapters/encoder_mnrl/retriever.json").read_text())
+    assert meta["kind"] == "encoder" and meta["n_train"] == 2 and meta["n_triplets"] == 2 and "seconds" not in meta
+    assert np.load("adapters/encoder_mnrl/ooc/canonicals.npy").shape == (1, 384)
     # generation's bm25 index holds the corpus only; the task canonical is in the ooc index alone
     assert BM25Index.load("adapters/bm25/index").ids == emb.ids
     assert BM25Index.load("adapters/bm25/ooc").ids == emb.ids + [canonical_id("t-stairs")]
     assert eval_retrieval.main(["--embeddings", "embeddings", "--index", "index", "--adapters", "adapters",
                                 "--test", "corpus_test.jsonl", "--ooc", "ooc"]) == 0
     full = json.loads(Path("metrics/retrieval_full.json").read_text())
-    assert set(full["heldout"]) == set(full["ooc"]) == {"base_all-MiniLM-L6-v2", "tiny", "tiny__study", "bm25", "hybrid"}
+    assert set(full["heldout"]) == set(full["ooc"]) == {"base_all-MiniLM-L6-v2", "tiny", "tiny__study", "encoder_mnrl", "bm25", "hybrid"}
     assert full["info"]["ooc_queries"] == 1 and full["info"]["ooc_documents"] == 5
     for split in ("heldout", "ooc"):
         for row in full[split].values():
             low, high = row["intervals"]["hit@1"]
             assert low <= row["metrics"]["hit@1"] <= high
     table = Path("metrics/retrieval.md").read_text()
+    assert "**encoder_mnrl** trained on only 2 pairs/triplets" in table
     assert "## Out-of-corpus: 1 efficiency-task statements" in table and "| hybrid | RRF (k=60) of bm25 and tiny |" in table
