@@ -166,6 +166,14 @@ def test_an_unreachable_scheduler_fails_within_seconds_naming_the_address():
 LOOP_FOREVER = "class Solution:\n    def canAliceWin(self, n):\n        while True:\n            pass\n"
 
 
+def under_a_worker(process: psutil.Process) -> bool:
+    """A process started by a Dask worker (its title: `dask worker [tcp://...]`), not by the stage itself."""
+    try:
+        return any("dask worker" in " ".join(parent.cmdline()) for parent in process.parents())
+    except psutil.Error:
+        return False
+
+
 def test_ctrl_c_on_a_stage_with_a_local_cluster_leaves_no_process(tmp_path, tasks):
     task = next(t for t in tasks if t.id == "stone-removal-game")
     write_jsonl(tmp_path / "tasks.jsonl", [task])
@@ -185,7 +193,7 @@ def test_ctrl_c_on_a_stage_with_a_local_cluster_leaves_no_process(tmp_path, task
         deadline, tree = time.monotonic() + 90, []
         while time.monotonic() < deadline:  # wait for the looping program under a worker
             tree = root.children(recursive=True)
-            if any(p.name() in ("unshare", "setpriv") for p in tree if p.is_running()):  # a sandboxed run
+            if any(under_a_worker(p) for p in tree if p.name() in ("unshare", "setpriv")):  # a sandboxed run
                 break
             time.sleep(0.3)
         else:
