@@ -234,8 +234,9 @@ def main(argv=None) -> int:
     write_json(args.full, full)
     write_json(args.plot, hit_plot_rows(heldout_rows, ks))
 
-    train_table = "| Model | trained on |\n|---|---|\n" + "".join(
-        f"| {m['display']} | {m['info'].get('data', '?')} |\n" for m in models)
+    train_table = "| Model | training pairs | of which triplets | trained on |\n|---|---|---|---|\n" + "".join(
+        f"| {m['display']} | {m['info'].get('n_train') or 0} | {m['info'].get('n_triplets') or 0} | "
+        f"{m['info'].get('data', '?')} |\n" for m in models)
     header = (
         f"# Retrieval\n\n## Held-out: {len(relevant)} test-split queries (problem statements) against all "
         f"{len(embeddings.ids)} corpus solutions\n\n"

@@ -96,7 +96,7 @@ def test_evaluation_end_to_end_through_the_stages(corpus, tmp_path, monkeypatch)
     assert metrics["base_all-MiniLM-L6-v2"]["hit@1"] == pytest.approx(exact["hit@1"])
     assert metrics["base_all-MiniLM-L6-v2"]["mrr@3"] == pytest.approx(exact["mrr@3"])
     table = Path("metrics/retrieval.md").read_text()
-    assert "| tiny_slow | 1 slow-variant triplets" in table and "Average Hit Rate @k" in table
+    assert "| tiny_slow | 1 | 1 | 1 slow-variant triplets" in table and "Average Hit Rate @k" in table
     # fewer than retrieval.min_training_pairs: the report warns and says why
     assert "**tiny_slow** trained on only 1 pairs/triplets" in table and "too few LLM-made slow variants" in table
     plot = json.loads(Path("metrics/retrieval_hit_at_k.json").read_text())

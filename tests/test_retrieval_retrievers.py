@@ -192,4 +192,4 @@ def test_stages_bm25_hybrid_and_out_of_corpus_table(tmp_path, monkeypatch):
             assert low <= row["metrics"]["hit@1"] <= high
     table = Path("metrics/retrieval.md").read_text()
     assert "**encoder_mnrl** trained on only 2 pairs/triplets" in table
-    assert "## Out-of-corpus: 1 efficiency-task statements" in table and "| hybrid | RRF (k=60) of bm25 and tiny |" in table
+    assert "## Out-of-corpus: 1 efficiency-task statements" in table and "| hybrid | 0 | 0 | RRF (k=60) of bm25 and tiny |" in table
