@@ -413,3 +413,128 @@ def test_subset_at_its_edges():
     for bad in (0, -1):
         with pytest.raises(DatasetError, match="limit"):
             select_subset(items, bad, seed=0)
+
+
+# ------------------------------------------------------------------------------------------
+# efficiency: what the surviving mutants of the first mutation run showed untested
+
+
+def test_the_row_names_its_unit_and_falls_back_to_ms():
+    assert eff.efficiency_metrics([], []).time_unit == "ms"
+    assert eff.efficiency_metrics(["a"], [m("a", "canonical", t=1.0, mu=1.0, tmu=1.0), m("a", "completion", status="crash")]).time_unit == "ms"
+    data = [m("a", "canonical", t=100.0, mu=1.0, tmu=1.0, unit="instructions"),
+            m("a", "completion", t=300.0, mu=1.0, tmu=1.0, unit="instructions")]
+    row = eff.efficiency_metrics(["a"], data)
+    assert row.time_unit == "instructions" and row.NET == 3.0
+    assert row.as_dict()["time_unit"] == "instructions" and row.as_dict()["NET"] == 3.0
+
+
+def test_an_unknown_unit_uses_the_default_floors_and_ms_its_own():
+    # "cycles" is not in FLOORS: the default floors (1e-12) apply, no crash
+    row = eff.efficiency_metrics(["a"], [m("a", "canonical", t=0.0, mu=1.0, tmu=1.0, unit="cycles"),
+                                         m("a", "completion", t=2e-9, mu=1.0, tmu=1.0, unit="cycles")])
+    assert row.NET == pytest.approx(2e-9 / 1e-12) and row.NET_total == pytest.approx(2e-9 / 1e-12)
+    # ms: a zero canonical time is held at 1e-6 ms, in the per-task ratio and in the ratio of totals
+    row = eff.efficiency_metrics(["a"], [m("a", "canonical", t=0.0, mu=1.0, tmu=1.0), m("a", "completion", t=2e-6, mu=1.0, tmu=1.0)])
+    assert row.NET == pytest.approx(2.0) and row.NET_total == pytest.approx(2.0)
+
+
+def test_every_interval_is_seeded_and_brackets_its_mean():
+    data = pair("a", 2.0, 1.0, mu=3.0, mu_canon=1.0, tmu=2.0, tmu_canon=1.0) + \
+        pair("b", 4.0, 1.0, mu=1.0, mu_canon=1.0, tmu=3.0, tmu_canon=1.0) + pair("c", 1.0, 1.0, mu=2.0, mu_canon=1.0)
+    row = eff.efficiency_metrics(["a", "b", "c"], data)
+    for name in ("NET", "NMU", "NTMU"):
+        low, value, high = getattr(row, f"{name}_lo"), getattr(row, name), getattr(row, f"{name}_hi")
+        assert low is not None and low <= value <= high, name
+        assert low < high, name  # three different ratios: a real interval
+    assert row == eff.efficiency_metrics(["a", "b", "c"], data)  # seeded: the same interval again
+    assert eff.interval([2.0, 4.0, 1.0]) == eff.interval([2.0, 4.0, 1.0]) == (row.NET_lo, row.NET_hi)
+    assert row.NTMU_total == pytest.approx((2.0 + 3.0 + 1.0) / 3.0)
+    assert row.NMU_total == pytest.approx((3.0 + 1.0 + 2.0) / 3.0)
+
+
+def test_the_row_of_another_role_and_the_ratios_carry_their_task():
+    data = pair("a", 2.0, 1.0) + [m("a", "reference", t=0.5, mu=1.0, tmu=1.0), m("b", "canonical", t=1.0, mu=1.0, tmu=1.0)]
+    row = eff.efficiency_metrics(["a", "b"], data, role="reference")
+    assert row.NET == 0.5 and row.passed == 1 and row.status_counts == {"no_code": 1, "ok": 1}
+    ratios, _, _ = eff.task_ratios(["b", "a"], data)
+    assert [r.task_id for r in ratios] == ["a"] and ratios[0].net == 2.0
+
+
+def test_pass_at_1_reads_sample_0_whatever_the_order():
+    data = [m("a", "canonical", t=1.0, mu=1.0, tmu=1.0), m("a", "completion", status="wrong_answer", sample=1),
+            m("a", "completion", t=3.0, mu=1.0, tmu=1.0, sample=0), m("a", "completion", t=9.0, mu=1.0, tmu=1.0, sample=2)]
+    row = eff.efficiency_metrics(["a"], data)
+    assert row.pass1 == 100.0 and row.NET == 3.0
+
+
+# ------------------------------------------------------------------------------------------
+# optimization: what the surviving mutants of the first mutation run showed untested
+
+
+def test_an_empty_row_keeps_its_label_and_k():
+    row = opt._row("generated Best@4", [], [], [], k=4)
+    assert row == opt.RowSummary("generated Best@4", 0, 1.0, 0.0, 0.0, 0.0, 4)
+
+
+def test_row_interval_is_seeded_and_metrics_round_as_documented():
+    speedups, correct, effs = [1.0, 1.2345678, 3.0], [True, True, False], [0.1, 0.2, 0.3333333]
+    row = opt._row("generated", speedups, correct, effs)
+    assert row == opt._row("generated", speedups, correct, effs)  # seeded bootstrap
+    assert row.speedup_lo < row.speedup < row.speedup_hi
+    metrics = opt.optimization_metrics([row], excluded=2)
+    assert metrics["optimization.tasks_without_slow_baseline"] == 2
+    assert metrics["optimization.generated.tasks"] == 3
+    assert metrics["optimization.generated.speedup"] == round((1.0 + 1.2345678 + 3.0) / 3, 4)
+    assert metrics["optimization.generated.pct_opt"] == 33.33  # 1.2345678 (3.0 is incorrect)
+    assert metrics["optimization.generated.pct_correct"] == 66.67
+    assert metrics["optimization.generated.eff_at_1"] == round((0.1 + 0.2 + 0.3333333) / 3, 4)
+    assert metrics["optimization.generated.speedup_lo"] == round(row.speedup_lo, 4)
+    assert metrics["optimization.generated.speedup_hi"] == round(row.speedup_hi, 4)
+    best = opt.optimization_metrics([opt._row("generated Best@2", [2.0], [True], [0.5], k=2)], excluded=0)
+    assert best["optimization.generated.best_at_2.eff_at_2"] == 0.5
+
+
+def test_outcomes_in_natural_order_with_their_times_and_unit():
+    data = []
+    for task, t_gen in (("T/10", 5.0), ("T/9", 2.0)):
+        data += [lv(task, 1, "slow", 4.0), lv(task, 2, "slow", 6.0), lv(task, 1, "reference", 1.0), lv(task, 2, "reference", 1.0),
+                 lv(task, 1, "generated", t_gen), lv(task, 2, "generated", t_gen)]
+    outcomes, _ = opt.task_outcomes(data, samples=1)
+    assert [o.task_id for o in outcomes] == ["T/9", "T/10"]
+    nine = outcomes[0]
+    assert (nine.t_slow, nine.t_reference, nine.t_generated, nine.time_unit) == (10.0, 2.0, (4.0,), "ms")
+    assert nine.comparable_levels == (1, 2) and nine.speedups == (2.5,) and nine.reference_speedup == 5.0
+    assert nine.slow_correct and nine.slow_eff == 0.0  # twice the reference's time or more scores 0
+
+
+def test_task_speedup_below_one_time_unit():
+    assert opt.task_speedup(1.0, 0.5, True) == 2.0
+    assert opt.task_speedup(0.3, 0.1, True) == pytest.approx(3.0)
+
+
+def test_enamel_levels_without_weight_or_reference_are_skipped_not_the_rest():
+    # level 0 has weight 0 and comes first: skipped, level 1 still counts
+    assert opt.enamel_task_eff({0: 9.0, 1: 1.0}, {0: 1.0, 1: 1.0}, True) == 1.0
+    assert opt.enamel_task_eff({1: 1.0, 4: 9.0}, {1: 1.0, 4: 1.0}, True) == 1.0  # level 4: no weight
+    assert opt.enamel_task_eff({1: 1.0, 2: 0.0}, {1: 1.0, 2: 0.0}, True) == 1.0  # a zero reference is skipped
+    assert opt.enamel_task_eff({1: 1.0}, {1: 1.0}, True, weights={1: 1.0}) == 1.0
+    assert opt.enamel_task_eff({1: 1.0}, {1: 1.0}, True, weights={1: 0.5}) == 1.0
+    assert opt.enamel_task_eff({}, {}, True) == 0.0
+    assert opt.enamel_task_eff({1: 1.5, 2: 2.0, 3: 1.0}, {1: 1.0, 2: 1.0, 3: 1.0}, True) == pytest.approx((3 * 0.5 + 0 + 4 * 1) / 10)
+    assert opt.enamel_task_eff({1: 1.0}, {1: 1.0}, False) == 0.0
+
+
+def test_best_at_k_rows_read_every_sample():
+    data = [lv("T/0", 1, "slow", 4.0), lv("T/0", 1, "reference", 2.0),
+            lv("T/0", 1, "generated", 4.0, sample=0), lv("T/0", 1, "generated", 1.0, sample=1)]
+    outcomes, _ = opt.task_outcomes(data, samples=2)
+    assert outcomes[0].speedups == (1.0, 4.0) and outcomes[0].correct == (True, True)
+    rows = opt.summarize(outcomes, samples=2)
+    assert [r.label for r in rows] == ["generated", "generated Best@2", "reference", "slow"]
+    assert rows[0].speedup == 1.0 and rows[1].speedup == 4.0 and rows[1].k == 2
+    assert rows[0].eff == outcomes[0].effs[0] == 0.0 and rows[1].eff == pytest.approx(1.5)
+    wrong_first = [lv("T/0", 1, "slow", 4.0), lv("T/0", 1, "generated", 1.0, status="wrong_answer", sample=0),
+                   lv("T/0", 1, "generated", 1.0, sample=1)]
+    rows = opt.summarize(opt.task_outcomes(wrong_first, samples=2)[0], samples=2)
+    assert rows[0].pct_correct == 0.0 and rows[1].pct_correct == 100.0
