@@ -61,12 +61,8 @@ def measure_to_files(tasks, completions, config, executor, out: Path) -> tuple[b
     return (out / "measurements.jsonl").read_bytes(), (out / "raw.jsonl").read_bytes(), measurements
 
 
-# Known bug outside the executors (issue #16 report): the sandbox passes the result pipe as
-# $PERFREPRO_RESULT_FD=<the parent's fd number>; a Dask worker holds more fds than the stage, and
-# valgrind's counts move with that number (5 vs 35: +817 instructions of ET; padded to one width,
-# still +766 in the raw counts). Strict: once the sandbox passes a fixed fd, this XPASSes and fails
-# until the marker goes.
-@pytest.mark.xfail(strict=True, reason="sandbox: instruction counts depend on the result pipe's fd number")
+# The sandbox moves the result pipe to fd 3 in every program: a Dask worker holds more fds than the
+# stage, and valgrind's counts moved with the pipe's number before (+817 instructions of ET).
 @needs_valgrind
 def test_deterministic_on_a_local_cluster_is_byte_identical_to_local(tmp_path, tasks, cluster):
     chosen = tasks[1:3]  # the two cheapest fixture tasks, canonical only (no completion: never run)

@@ -448,6 +448,21 @@ class _CappedReader(threading.Thread):
         return bytes(self.data[-self.tail:]).decode("utf-8", errors="replace")
 
 
+RESULT_FD_ENV = "PERFREPRO_RESULT_FD"
+RESULT_FD = 3  # the result pipe's number in every program, whatever number it has here
+
+
+def _result_fd_trampoline() -> tuple[str, ...]:
+    """argv prefix that moves the result pipe to fd RESULT_FD before the program starts.
+
+    The pipe's number here depends on how many files this process holds (a Dask worker holds
+    many sockets); a program under valgrind sees the number (in its env, in its fd table) and its
+    instruction count moved with it, so every program gets the same fd and the same env value."""
+    script = (f'fd="${RESULT_FD_ENV}"; [ "$fd" = {RESULT_FD} ] || eval "exec {RESULT_FD}>&$fd $fd>&-"; '
+              f'export {RESULT_FD_ENV}={RESULT_FD}; exec "$@"')
+    return ("/bin/bash", "-c", script, "result-fd")  # bash: dash takes only one-digit fds
+
+
 _libc = ctypes.CDLL(None, use_errno=True)
 _PR_SET_PDEATHSIG = 1
 
@@ -491,7 +506,7 @@ def run(
     `files` are written into the working dir first (name -> content), those named in `executables`
     with the execute bit (a compiled program run as ``./name``); `collect` names files the
     program (or a tool such as valgrind) leaves there, read back into `result.files` (capped at
-    64 MB each). With `channel`, the program gets a pipe whose write end is the fd number in
+    64 MB each). With `channel`, the program gets a pipe whose write end is fd 3, the number in
     ``$PERFREPRO_RESULT_FD``; what it writes comes back as `result.channel` (1 MB cap).
     `monitor(pid, stopped)` runs in a thread from the spawn on (pid = the spawned process, which
     may be a wrapper of the program: see `isolation()`), and should return once `stopped` is set.
@@ -522,8 +537,9 @@ def run(
     pass_fds: tuple[int, ...] = ()
     if channel:
         channel_r, channel_w = os.pipe()
-        full_env["PERFREPRO_RESULT_FD"] = str(channel_w)
+        full_env[RESULT_FD_ENV] = str(channel_w)
         pass_fds = (channel_w,)
+        argv = [*_result_fd_trampoline(), *argv]
     cgroup = _Cgroup(limits.memory_mb + 256, limits.processes + 8)
     killed_for: list[str] = []
     proc: subprocess.Popen | None = None

@@ -4,7 +4,8 @@ What enters the fingerprint is what can change a backend's numbers:
 - `deterministic`: the sandbox interpreter's full version (build and compiler included: instruction
   counts are the interpreter's own), the machine architecture and valgrind's version;
 - `wall`: the interpreter's version, the architecture and the CPU model;
-- `gem5`: the interpreter's version and the architecture (the simulated CPU is PIE's image).
+- `gem5`: the interpreter's version and the architecture (the simulated CPU is PIE's image);
+- every backend: the sandbox's isolation level (what the program could and could not do).
 A `deterministic` run whose workers disagree is refused (`check_uniform`): its numbers would not
 be comparable, let alone byte-identical to a run on one machine.
 """
@@ -22,9 +23,9 @@ from perfrepro.execution import sandbox
 
 # backend -> the parts of the environment its numbers depend on
 PARTS = {
-    "wall": ("python", "machine", "cpu"),
-    "deterministic": ("python", "machine", "valgrind"),
-    "gem5": ("python", "machine"),
+    "wall": ("python", "machine", "cpu", "sandbox"),
+    "deterministic": ("python", "machine", "valgrind", "sandbox"),
+    "gem5": ("python", "machine", "sandbox"),
 }
 # backends whose numbers are only comparable when every worker has the same environment
 MUST_MATCH = ("deterministic",)
@@ -67,7 +68,7 @@ def _cpu_model() -> str:
 
 
 _READERS = {"python": _interpreter_version, "machine": platform.machine, "valgrind": _valgrind_version,
-            "cpu": _cpu_model}
+            "cpu": _cpu_model, "sandbox": lambda: sandbox.isolation().name}
 
 
 def environment_fingerprint(backend: str) -> str:
