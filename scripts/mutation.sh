@@ -68,7 +68,7 @@ nice -n 10 mutmut run --max-children "$CHILDREN" "${MODULES[@]}" </dev/null || t
 echo "mutmut took $(( $(date +%s) - start )) s" >&2
 
 python - "$MUTATION_DIR" "$(git rev-parse --short HEAD)" "${MODULES[@]}" <<'PY'
-import fnmatch, json, subprocess, sys
+import fnmatch, json, re, subprocess, sys
 from collections import Counter
 from pathlib import Path
 from mutmut.stats import status_by_exit_code
@@ -82,7 +82,7 @@ for meta in Path("mutants").rglob("*.meta"):
 lines = [f"mutation score at {commit} (killed + timeout) / (mutants with tests):", "",
          "| module | mutants | killed | timeout | survived | no tests | score |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
 survivors = []
-module = lambda key: key.rsplit(".x_", 1)[0] + (" (read_record)" if ".harness." in key else "")
+module = lambda key: re.split(r"\.x(?:_|ǁ)", key)[0] + (" (read_record)" if ".harness." in key else "")
 for p in dict.fromkeys(module(k) for k in sorted(statuses)):
     counts = Counter(s for k, s in statuses.items() if module(k) == p)
     n = sum(counts.values())
