@@ -103,18 +103,13 @@ def check_valgrind(required: bool) -> list[Finding]:
 
 
 def _llama_build_note() -> str:
-    """What perfrepro.environment says of the llama.cpp build, when that module exists."""
-    if importlib.util.find_spec("perfrepro.environment") is None:
-        return "build details unknown (perfrepro.environment is not available)"
-    environment = importlib.import_module("perfrepro.environment")
-    for name in ("llama_build", "llama_cpp_build", "describe_llama_build", "llama_build_info"):
-        probe = getattr(environment, name, None)
-        if callable(probe):
-            info = probe()
-            if isinstance(info, dict):
-                return ", ".join(f"{k} {v}" for k, v in info.items())
-            return str(info)
-    return "build details unknown (perfrepro.environment has no llama build probe)"
+    """The llama.cpp build's instruction sets (sorted: the report must repeat byte for byte) and
+    whether it is the portable build."""
+    from perfrepro.environment import llama_build, llama_summary
+
+    build = llama_build()
+    problems = build.problems()
+    return f"build {llama_summary(build)}" + (f"; NOT the portable build: {'; '.join(problems)}" if problems else "")
 
 
 def check_llama(required_by: list[str]) -> list[Finding]:

@@ -138,9 +138,13 @@ def test_metrics_files_have_their_keys(tiny):
     assert "base_all-MiniLM-L6-v2" in retrieval
     for variant in params["adapters"]:
         assert variant.replace(".", "_") in retrieval, variant
-    for row in retrieval.values():
-        assert {f"{m}@{k}" for m in ("hit", "mrr", "map", "ndcg") for k in (1, 3)} <= set(row)
+    for row in retrieval.values():  # DVC metrics: the headline numbers only (tiny ks: 1, 3)
+        assert {"hit@1", "hit@1_low", "hit@1_high"} <= set(row)
+        assert row["hit@1_low"] <= row["hit@1"] <= row["hit@1_high"]
         assert all(0.0 <= v <= 1.0 for v in row.values())
+    full = json.loads((metrics / "retrieval_full.json").read_text())  # every k, a plain output
+    for row in full["heldout"].values():
+        assert {f"{m}@{k}" for m in ("hit", "mrr", "map", "ndcg") for k in (1, 3)} <= set(row["metrics"])
 
     efficiency = json.loads((metrics / "efficiency.json").read_text())["efficiency"]
     assert EFFICIENCY_KEYS <= set(efficiency), EFFICIENCY_KEYS - set(efficiency)
