@@ -93,7 +93,7 @@ def check_valgrind(required: bool) -> list[Finding]:
         if required:
             return [Finding("error", "valgrind", "timing.backend: deterministic needs valgrind, which is not on PATH; "
                                                  "install it (apt-get install valgrind) or use timing.backend: wall")]
-        return [Finding("ok", "valgrind", "not installed (only timing.backend: deterministic needs it)")]
+        return [Finding("ok", "valgrind", "not installed (only timing.backend: deterministic and the self_play stage need it)")]
     try:
         version = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError) as exc:

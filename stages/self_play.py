@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -76,6 +77,9 @@ def main(argv=None) -> int:
         config = params.self_play
         if config is None:
             raise ConfigError(f"{args.params}: no self_play section (see README, \"Self-play\")")
+        if shutil.which("valgrind") is None:
+            raise ConfigError("self_play measures speedups with the deterministic backend, which needs valgrind "
+                              "(apt-get install valgrind); it is not on PATH")
         for key, llm in (("self_play.proposer", config.proposer), ("self_play.optimizer", config.optimizer)):
             check_backend(llm, key=key, recorded_available=False, track="self-play")
             preflight_backend(llm, key=key)  # a wrong base_url fails here, in seconds
@@ -119,7 +123,7 @@ def main(argv=None) -> int:
     log.info("sandbox probes: %d run, %d from the cache; measurements: %d run, %d from the cache",
              result.stats["probes_run"], result.stats["probes_cached"], result.stats["measurements_run"],
              result.stats["measurements_cached"])
-    problem = failure_message(result, config.max_failure_fraction)
+    problem = failure_message(result, config)
     if problem is not None:
         log.error("%s; nothing written", problem)
         return 1

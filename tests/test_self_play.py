@@ -11,6 +11,7 @@ no request on its rerun; finetune's data with pie+self_play holds the kept pairs
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -107,7 +108,8 @@ def test_known_cases_stop_at_their_filter_and_the_real_rewrite_is_kept_with_its_
     stopped = {problem: row["dropped_at"] or row["reached"] for problem, row in rows.items()}
     assert stopped == {problem: where for problem, (_, _, where) in CASES.items()}
     assert result.funnel == {"proposed": 10, "ran": 7, "novel": 4, "optimized": 4, "correct": 3, "faster": 1, "kept": 1}
-    assert result.failures == 0 and failure_message(result, 0.0) is None
+    strict = dataclasses.replace(CONFIG, max_failure_fraction=0.0)
+    assert result.failures == 0 and failure_message(result, strict) is None
 
     # why each was dropped
     assert rows["p02"]["reason"].startswith("semantic duplicate of self_play/p01")
@@ -142,10 +144,15 @@ def test_failed_requests_are_failures_and_above_the_share_the_run_fails(tmp_path
               SftRecord("q2_a_b", "q2", "fixture", "train", "print(2)\n", "print(2)\n", 10, "problem", False)]
     result = run(ResponseCache(tmp_path / "cache"), seeds)  # q1, q2: no recorded answer = a failed request
     assert result.funnel["proposed"] == 3 and result.funnel["ran"] == 0 and result.failures == 2
-    message = failure_message(result, 0.5)
+    assert result.requests["proposer"] == (2, 3) and result.requests["optimizer"] == (0, 0)
+    lenient_llm = dataclasses.replace(LLM, max_failure_fraction=1.0)
+    lenient = dataclasses.replace(CONFIG, proposer=lenient_llm, optimizer=lenient_llm)
+    message = failure_message(result, lenient)
     assert "2 of 3 proposals" in message and "self_play.max_failure_fraction 0.5" in message
     assert "no recorded response" in message
-    assert failure_message(result, 0.7) is None
+    assert failure_message(result, dataclasses.replace(lenient, max_failure_fraction=0.7)) is None
+    message = failure_message(result, CONFIG)  # the proposer's own limit comes first
+    assert message.startswith("2 of 3 self_play.proposer requests failed for good")
 
 
 def test_parse_proposal_splits_one_block_and_names_what_is_missing():

@@ -130,6 +130,7 @@ class SelfPlayResult:
     failures: int
     first_failure: str | None
     stats: dict[str, int]  # probes and measurements run / answered from the cache
+    requests: dict[str, tuple[int, int]] = field(default_factory=dict)  # role -> (failed, sent) LLM requests
 
 
 def select_seeds(records: Sequence[SftRecord], problems: int, seed: int) -> list[SftRecord]:
@@ -274,6 +275,7 @@ def run_self_play(
     with open_proposer(config.proposer) as backend:
         answers = backend.complete_many(requests, desc="self_play propose") if requests else []
         proposer_label = backend.model_label
+    request_counts = {"proposer": (sum(not a.ok for a in answers), len(answers)), "optimizer": (0, 0)}
     for candidate, answer in zip(candidates, answers):
         if not answer.ok:
             fail(candidate, "ran", f"proposer request failed: {answer.error}")
@@ -347,6 +349,7 @@ def run_self_play(
         with open_optimizer(config.optimizer) as backend:
             answers = backend.complete_many(requests, desc="self_play optimize")
             optimizer_label = backend.model_label
+        request_counts["optimizer"] = (sum(not a.ok for a in answers), len(answers))
         for candidate, answer in zip(live, answers):
             completion = to_completion(candidate.task, answer, optimizer_label,
                                        [p.id for p in examples.get(candidate.id, ())])
@@ -414,17 +417,26 @@ def run_self_play(
     funnel = {step: sum(1 for c in candidates if STEPS.index(c.reached) >= i) for i, step in enumerate(STEPS)}
     return SelfPlayResult(pairs=pairs, candidates=[c.row() for c in candidates], funnel=funnel,
                           failures=sum(c.failure for c in candidates),
-                          first_failure=first_failure[0] if first_failure else None, stats=runs.stats)
+                          first_failure=first_failure[0] if first_failure else None, stats=runs.stats,
+                          requests=request_counts)
 
 
-def failure_message(result: SelfPlayResult, max_failure_fraction: float) -> str | None:
-    """Why the run failed (more proposals lost to failures than allowed), or None."""
+def failure_message(result: SelfPlayResult, config: SelfPlayConfig) -> str | None:
+    """Why the run failed, or None: more of a model's requests failed for good than its
+    `max_failure_fraction` allows, or more proposals were lost to failures (failed requests and
+    work items that failed on every try) than `self_play.max_failure_fraction` allows."""
+    for role in ("proposer", "optimizer"):
+        failed, sent = result.requests.get(role, (0, 0))
+        limit = getattr(config, role).max_failure_fraction
+        if sent and failed / sent > limit:
+            return (f"{failed} of {sent} self_play.{role} requests failed for good "
+                    f"(self_play.{role}.max_failure_fraction {limit}); first: {result.first_failure}")
     proposed = result.funnel["proposed"]
-    if not proposed or result.failures / proposed <= max_failure_fraction:
-        return None
-    return (f"{result.failures} of {proposed} proposals were lost to failed requests or work items "
-            f"(self_play.max_failure_fraction {max_failure_fraction}); first: {result.first_failure}. "
-            "Malformed answers are not failures: they stop at their funnel step")
+    if proposed and result.failures / proposed > config.max_failure_fraction:
+        return (f"{result.failures} of {proposed} proposals were lost to failed requests or work items "
+                f"(self_play.max_failure_fraction {config.max_failure_fraction}); first: {result.first_failure}. "
+                "Malformed answers are not failures: they stop at their funnel step")
+    return None
 
 
 def open_with(opener: Callable[..., ContextManager[ChatBackend]], key: str) -> Callable[[LLMConfig], ContextManager[ChatBackend]]:
