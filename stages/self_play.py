@@ -135,8 +135,8 @@ def main(argv=None) -> int:
         write_json(metrics_out, {
             **{f"self_play.{step}": result.funnel[step] for step in STEPS},
             "self_play.failures": result.failures,
-            "self_play.mean_kept_speedup": round(sum(p.speedup for p in result.pairs) / len(result.pairs), 4)
-            if result.pairs else None,
+            **({"self_play.mean_kept_speedup": round(sum(p.speedup for p in result.pairs) / len(result.pairs), 4)}
+               if result.pairs else {}),
         })
     log.info("%d pairs kept -> %s (%.1f s)", len(result.pairs), args.out / "pairs.jsonl", time.perf_counter() - started)
     return 0

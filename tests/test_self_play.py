@@ -32,7 +32,7 @@ from perfrepro.records import OptTask, SelfPlayPair, write_jsonl
 from perfrepro.selfplay.filters import diff_only_import_comment, first_of_each_class, trivial_reason
 from perfrepro.selfplay.probe import canonical, output_signature
 from perfrepro.selfplay.prompts import parse_proposal
-from perfrepro.selfplay.run import failure_message, fixed_backend, run_self_play, select_seeds
+from perfrepro.selfplay.run import STEPS, failure_message, fixed_backend, run_self_play, select_seeds
 
 REPO = Path(__file__).resolve().parents[1]
 needs_valgrind = pytest.mark.skipif(shutil.which("valgrind") is None, reason="the deterministic backend needs valgrind")
@@ -224,44 +224,57 @@ def test_finetune_data_with_pie_plus_self_play_adds_the_kept_pairs_to_train(tmp_
 
 # ---- the stage: fake OpenAI server, a rerun sends nothing, finetune_pairs follows finetune.data ----
 
-def test_the_stage_writes_funnel_and_outs_and_its_rerun_sends_no_request(tmp_path):
+@needs_valgrind
+def test_the_stage_writes_funnel_and_outs_its_rerun_sends_and_measures_nothing(tmp_path):
     def script(n, body):
         user = body["messages"][-1]["content"]
-        if "Invent a NEW problem" in user:  # the proposer
-            return Reply(body=chat_completion(answer(MAX_LOOP)))
-        return Reply(body=chat_completion(fenced("def solve(xs):\n    return min(xs)\n")))  # a wrong rewrite
+        if "Invent a NEW problem" in user:  # the proposer: the same answer twice, so one is a duplicate
+            return Reply(body=chat_completion(answer(SUM_LOOP)))
+        return Reply(body=chat_completion(fenced(SUM_FAST)))
 
     data = tmp_path / "data"
     write_jsonl(data / "train.jsonl", seed_records()[:2])
     write_jsonl(data / "val.jsonl", [])
     write_jsonl(tmp_path / "opt_tasks.jsonl", [OptTask("HumanEval/0", "", EVAL_COPY, EVAL_COPY, INTS, (8,), "", "x",
                                                         "solve")])
+    out = tmp_path / "self_play"
     with FakeOpenAI(script) as server:
         params = yaml.safe_load((REPO / "params.yaml").read_text())
         llm = {**params["self_play"]["proposer"], "backend": "openai", "base_url": server.base_url, "model": "fake-model",
                "api_key_env": "FAKE_KEY", "max_retries": 0}
-        params["self_play"].update(problems=2, input_sizes=[4, 8], inputs_per_size=1, timeout_s=2.0, shots=0,
+        params["self_play"].update(problems=2, input_sizes=[8, 64, 256], inputs_per_size=1, timeout_s=2.0, shots=0,
                                    proposer=llm, optimizer=llm)
-        (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
         env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "FAKE_KEY": "sk-test",
                "PERFREPRO_LLM_CACHE": str(tmp_path / "llm")}
-        argv = [sys.executable, str(REPO / "stages" / "self_play.py"), "--params", str(tmp_path / "params.yaml"),
-                "--train-data", str(data), "--eval-tasks", str(tmp_path / "opt_tasks.jsonl"),
-                "--out", str(tmp_path / "self_play"), "--metrics", str(tmp_path / "self_play.json")]
-        first = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-        assert first.returncode == 0, first.stderr[-3000:]
-        sent = server.count
-        assert sent == 2 + 1  # two proposals; the second is a semantic duplicate, so one optimizer request
-        metrics = json.loads((tmp_path / "self_play.json").read_text())
-        assert {k: metrics[f"self_play.{k}"] for k in ("proposed", "ran", "novel", "optimized", "correct", "kept")} \
-            == {"proposed": 2, "ran": 2, "novel": 1, "optimized": 1, "correct": 0, "kept": 0}
-        candidates = [json.loads(line) for line in (tmp_path / "self_play" / "candidates.jsonl").read_text().splitlines()]
-        assert [c["dropped_at"] for c in candidates] == ["correct", "novel"]
-        assert (tmp_path / "self_play" / "pairs.jsonl").read_text() == ""
-        assert (tmp_path / "self_play" / "finetune_pairs.jsonl").read_text() == ""
 
-        again = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-        assert again.returncode == 0, again.stderr[-3000:]
+        def stage(data_choice: str) -> subprocess.CompletedProcess:
+            params["finetune"]["data"] = data_choice
+            (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+            argv = [sys.executable, str(REPO / "stages" / "self_play.py"), "--params", str(tmp_path / "params.yaml"),
+                    "--train-data", str(data), "--eval-tasks", str(tmp_path / "opt_tasks.jsonl"),
+                    "--out", str(out), "--metrics", str(tmp_path / "self_play.json")]
+            done = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+            assert done.returncode == 0, done.stderr[-3000:]
+            return done
+
+        first = stage("pie")
+        sent = server.count
+        assert sent == 2 + 1  # two proposals; the second is a semantic duplicate: one optimizer request
+        assert "measurements: 1 run, 0 from the cache" in first.stderr
+        metrics = json.loads((tmp_path / "self_play.json").read_text())
+        assert {step: metrics[f"self_play.{step}"] for step in STEPS} == {
+            "proposed": 2, "ran": 2, "novel": 1, "optimized": 1, "correct": 1, "faster": 1, "kept": 1}
+        candidates = [json.loads(line) for line in (out / "candidates.jsonl").read_text().splitlines()]
+        assert sorted(str(c["dropped_at"]) for c in candidates) == ["None", "novel"]
+        (pair,) = [json.loads(line) for line in (out / "pairs.jsonl").read_text().splitlines()]
+        assert pair["tgt_code"] == SUM_FAST and pair["speedup"] == metrics["self_play.mean_kept_speedup"] > 1.1
+        assert (out / "finetune_pairs.jsonl").read_text() == ""  # finetune.data: pie
+
+        again = stage("pie")  # the stage itself rerun (what `dvc repro -f self_play` does)
         assert server.count == sent  # every answer from the LLM cache
         assert "sandbox probes: 0 run, 4 from the cache; measurements: 0 run, 1 from the cache" in again.stderr
         assert json.loads((tmp_path / "self_play.json").read_text()) == metrics
+
+        stage("pie+self_play")  # the switch: from the caches, and now finetune gets the pairs
+        assert server.count == sent
+        assert (out / "finetune_pairs.jsonl").read_text() == (out / "pairs.jsonl").read_text() != ""
