@@ -200,7 +200,9 @@ def main(argv=None) -> int:
             log.info("finetune.data pie+self_play: %d self-play pairs added to %d PIE train records", added,
                      len(train) - added)
             if not added:
-                log.warning("the self_play stage kept no pair: training on PIE alone (see metrics/self_play.json)")
+                log.warning("%s holds no pair: training on PIE alone (the self_play stage kept none, see "
+                            "metrics/self_play.json, or it last ran under finetune.data: pie; `dvc repro` reruns it)",
+                            args.self_play_pairs)
         conditioned = conditioned_template_for(ft.template, args.templates)
         # a fresh folder (no stale adapter from another backend or base model), renamed into place
         # with the plot and metrics only when everything succeeded
