@@ -4,7 +4,7 @@ with the real sandbox and the real deterministic backend (valgrind) on tiny prog
 The cases, one proposal each: a real ~2.3x rewrite (kept, with its instruction counts); a
 semantic duplicate (dropped at novel); a copy of a training program and of an evaluation program
 (novel); a wrong rewrite (correct); a ~1.06x rewrite and an echo with a comment (faster); an
-answer without code, a crashing program and a hanging generator (ran). Then: a rerun answers
+answer without code, a crashing program, a hanging generator and one that ignores its seed (ran). Then: a rerun answers
 every probe and measurement from the cache; the stage itself against a fake OpenAI server sends
 no request on its rerun; finetune's data with pie+self_play holds the kept pairs.
 """
@@ -75,6 +75,8 @@ CASES = {  # seed problem -> (proposer answer, optimizer answer or None, where i
     "p08": (answer(EVENS), fenced("# counts the even numbers\n" + EVENS), "faster"),
     "p09": (answer(DISTINCT), None, "novel"),
     "p10": (answer(EVAL_COPY), None, "novel"),
+    "p11": (answer(MAX_LOOP, "import os\n\ndef generate_input(size):\n    return (list(os.urandom(size)),)\n"),
+            None, "ran"),  # ignores the seed
 }
 
 
@@ -107,7 +109,7 @@ def test_known_cases_stop_at_their_filter_and_the_real_rewrite_is_kept_with_its_
     rows = {row["id"].removeprefix("self_play/"): row for row in result.candidates}
     stopped = {problem: row["dropped_at"] or row["reached"] for problem, row in rows.items()}
     assert stopped == {problem: where for problem, (_, _, where) in CASES.items()}
-    assert result.funnel == {"proposed": 10, "ran": 7, "novel": 4, "optimized": 4, "correct": 3, "faster": 1, "kept": 1}
+    assert result.funnel == {"proposed": 11, "ran": 7, "novel": 4, "optimized": 4, "correct": 3, "faster": 1, "kept": 1}
     strict = dataclasses.replace(CONFIG, max_failure_fraction=0.0)
     assert result.failures == 0 and failure_message(result, strict) is None
 
@@ -119,6 +121,7 @@ def test_known_cases_stop_at_their_filter_and_the_real_rewrite_is_kept_with_its_
     assert rows["p05"]["reason"].startswith("no_code")
     assert rows["p06"]["reason"].startswith("program raise") and "ZeroDivisionError" in rows["p06"]["reason"]
     assert rows["p07"]["reason"].startswith("generator timeout")
+    assert rows["p11"]["reason"].startswith("generator raise") and "not deterministic" in rows["p11"]["reason"]
     near, echo = rows["p04"], rows["p08"]
     assert 1.0 < near["speedup"] < CONFIG.min_speedup and "speedup" in near["reason"]
     assert abs(echo["speedup"] - 1.0) < 0.01  # the same program: the same count, give or take compile noise

@@ -10,8 +10,9 @@ strings, bytes, bools, None and tuples, lists, dicts and sets of them) is a fail
 Each generator or program call has its own alarm (`call_timeout_s`); the sandbox's wall limit is
 the backstop for code that swallows the alarm. Two modes:
 - ``inputs``: seed ``random`` for each test (`perfrepro.optimization.inputs.test_seed`), call
-  ``generate_input(size)`` (or ``(size, lid, cid)``, ENAMEL's signature), then the program's
-  entry point on a copy of the arguments; the tests with their answers, or the first failure;
+  ``generate_input(size)`` (or ``(size, lid, cid)``, ENAMEL's signature) twice (a generator that
+  ignores the seed fails: its inputs would change run to run), then the program's entry point on
+  a copy of the arguments; the tests with their answers, or the first failure;
 - ``outputs``: the program on given argument tuples (another program's inputs); one token per
   input: its output, the exception's type, or ``timeout`` (semantic dedup compares these).
 """
@@ -99,11 +100,16 @@ def _inputs(request):
     for test in request["tests"]:
         where = "size %d input %d" % (test["size"], test["cid"])
         try:
-            random.seed(test["seed"])
             call = (test["size"], test["level"], test["cid"]) if arity >= 3 else (test["size"],)
-            args = _call(generate, call, limit)
-            args = tuple(args) if isinstance(args, (tuple, list)) else (args,)
-            args_text = _text(args)
+            texts = []
+            for _ in range(2):  # twice: the same seed must give the same input
+                random.seed(test["seed"])
+                args = _call(generate, call, limit)
+                args = tuple(args) if isinstance(args, (tuple, list)) else (args,)
+                texts.append(_text(args))
+            if texts[0] != texts[1]:
+                raise ValueError("not deterministic: the same seed gave two different inputs")
+            args_text = texts[0]
         except BaseException as exc:
             _failure("generator", exc, where)
         try:

@@ -3,7 +3,8 @@
 The funnel, each step a subset of the one before:
   proposed   one proposer request per seed problem;
   ran        the answer holds a program (`solve`) and a generator (`generate_input`), the generator
-             made every seeded input and the program answered each with plain data, in the sandbox;
+             made every seeded input (the same one twice) and the program answered each with plain
+             data, in the sandbox;
   novel      not a copy of a training program nor of an evaluation program (text), and not a
              semantic duplicate of an earlier proposal (the same outputs on every input of the pool
              of all proposals' inputs);
@@ -288,7 +289,7 @@ def run_self_play(
         candidate.task = self_play_task(candidate.id, parsed, config.input_sizes)
     live = [c for c in candidates if c.alive]
     payloads = [inputs_request(c.task, config.seed, config.inputs_per_size, config.timeout_s) for c in live]
-    limits = probe_limits(config.timeout_s, 2 * n_inputs, config.memory_limit_mb)
+    limits = probe_limits(config.timeout_s, 3 * n_inputs, config.memory_limit_mb)  # generator twice, program once
     results = runs.map(executor, functools.partial(run_probe_item, limits), payloads,
                        [{"request": p, "limits": dataclasses.asdict(limits)} for p in payloads], "inputs",
                        "self_play inputs")
