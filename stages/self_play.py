@@ -45,7 +45,7 @@ from perfrepro.logs import setup_logging
 from perfrepro.optimization.optimize import retrieve_pie_examples
 from perfrepro.optimization.prompts import load_conditioned_template
 from perfrepro.records import OptTask, RecordError, read_jsonl, write_jsonl
-from perfrepro.selfplay.run import STEPS, SelfPlayError, failure_message, open_with, run_self_play, select_seeds
+from perfrepro.selfplay.run import STEPS, failure_message, open_with, run_self_play, select_seeds
 
 log = logging.getLogger("self_play")
 
@@ -111,8 +111,8 @@ def main(argv=None) -> int:
     except sandbox.SandboxUnavailable as exc:
         log.error("%s", exc)
         return 1
-    except (ConfigError, BackendError, LocalServerError, DatasetError, RecordError, ExecutorError, SelfPlayError,
-            FileNotFoundError, ValueError, RuntimeError) as exc:
+    except (ConfigError, BackendError, LocalServerError, DatasetError, RecordError, ExecutorError, FileNotFoundError,
+            ValueError, RuntimeError) as exc:
         log.error("%s", exc)
         return 1
     except KeyboardInterrupt:

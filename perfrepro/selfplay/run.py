@@ -83,10 +83,6 @@ def __check(args, answer, output):
 '''
 
 
-class SelfPlayError(ValueError):
-    """Self-play cannot run as configured, or lost too many proposals to failures."""
-
-
 @dataclass
 class Candidate:
     """One proposal's way through the funnel (mutable while the run goes on)."""
