@@ -117,35 +117,6 @@ class Measurement:
 
 
 @dataclass(frozen=True)
-class SelfPlayPair:
-    """A kept self-play pair (stage self_play), in the field names of PIE's released splits so the
-    fine-tuning loader reads it like PIE's own pairs: `src_code` the proposed (slow) program,
-    `tgt_code` its optimization. Runtimes are valgrind instruction counts of the program on all its
-    inputs (`runtime_unit`), `speedup` their ratio, `target_reward_updated_pct_bin` the tag the
-    performance-conditioned template shows (1..10, 10 = the fastest known solution of the problem)."""
-
-    problem_id: str
-    src_id: str
-    tgt_id: str
-    src_code: str
-    tgt_code: str
-    src_agg_runtime: float
-    tgt_agg_runtime: float
-    speedup: float
-    target_reward_updated_pct_bin: int
-    runtime_unit: str
-    statement: str  # the proposer's one-line problem (may be empty)
-    entry_point: str
-    input_generator: str
-    input_sizes: tuple[int, ...]
-    inputs: int  # inputs both programs ran on, with the same outputs
-    seed_problem_id: str  # the training problem that seeded the proposal
-    proposer: str
-    optimizer: str
-    environment: str  # what the counts depend on (perfrepro.timing.fingerprint)
-
-
-@dataclass(frozen=True)
 class Program:
     """A program ready to measure: what the timing backends take.
 

@@ -28,11 +28,11 @@ from perfrepro.executors import LocalExecutor
 from perfrepro.finetuning.data import EvalProgram, SftRecord, finetune_records, self_play_records
 from perfrepro.generation.backends import RecordedBackend
 from perfrepro.generation.cache import ResponseCache
-from perfrepro.records import OptTask, SelfPlayPair, write_jsonl
+from perfrepro.records import OptTask, write_jsonl
 from perfrepro.selfplay.filters import diff_only_import_comment, first_of_each_class, trivial_reason
 from perfrepro.selfplay.probe import canonical, output_signature
 from perfrepro.selfplay.prompts import parse_proposal
-from perfrepro.selfplay.run import STEPS, failure_message, fixed_backend, run_self_play, select_seeds
+from perfrepro.selfplay.run import STEPS, SelfPlayPair, failure_message, fixed_backend, run_self_play, select_seeds
 
 REPO = Path(__file__).resolve().parents[1]
 needs_valgrind = pytest.mark.skipif(shutil.which("valgrind") is None, reason="the deterministic backend needs valgrind")

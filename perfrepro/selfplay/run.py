@@ -42,7 +42,7 @@ from perfrepro.generation.generate import to_completion
 from perfrepro.optimization.inputs import test_seed
 from perfrepro.optimization.optimize import build_requests
 from perfrepro.optimization.programs import program_source
-from perfrepro.records import CorpusPair, OptTask, Program, SelfPlayPair
+from perfrepro.records import CorpusPair, OptTask, Program
 from perfrepro.selfplay.filters import first_of_each_class, trivial_reason
 from perfrepro.selfplay.probe import (
     ProbeError,
@@ -81,6 +81,35 @@ def __check(args, answer, output):
         return a == b
     return same(answer, output)
 '''
+
+
+@dataclass(frozen=True)
+class SelfPlayPair:
+    """A kept self-play pair (data/self_play/pairs.jsonl), in the field names of PIE's released
+    splits so the fine-tuning loader reads it like PIE's own pairs: `src_code` the proposed program,
+    `tgt_code` its optimization. Runtimes are valgrind instruction counts of the program on all its
+    inputs (`runtime_unit`), `speedup` their ratio, `target_reward_updated_pct_bin` the tag the
+    performance-conditioned template shows (1..10, 10 = the fastest known solution of the problem)."""
+
+    problem_id: str
+    src_id: str
+    tgt_id: str
+    src_code: str
+    tgt_code: str
+    src_agg_runtime: float
+    tgt_agg_runtime: float
+    speedup: float
+    target_reward_updated_pct_bin: int
+    runtime_unit: str
+    statement: str  # the proposer's one-line problem (may be empty)
+    entry_point: str
+    input_generator: str
+    input_sizes: tuple[int, ...]
+    inputs: int  # inputs both programs ran on, with the same outputs
+    seed_problem_id: str  # the training problem that seeded the proposal
+    proposer: str
+    optimizer: str
+    environment: str  # what the counts depend on (perfrepro.timing.fingerprint)
 
 
 @dataclass
