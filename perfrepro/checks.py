@@ -93,7 +93,7 @@ def check_valgrind(required: bool) -> list[Finding]:
         if required:
             return [Finding("error", "valgrind", "timing.backend: deterministic needs valgrind, which is not on PATH; "
                                                  "install it (apt-get install valgrind) or use timing.backend: wall")]
-        return [Finding("ok", "valgrind", "not installed (only timing.backend: deterministic needs it)")]
+        return [Finding("ok", "valgrind", "not installed (only timing.backend: deterministic and the self_play stage need it)")]
     try:
         version = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError) as exc:
@@ -135,14 +135,17 @@ def check_llm(params: Params) -> list[Finding]:
     from perfrepro.generation.backends import BackendError, check_backend
 
     findings = []
-    configs = [("llm", params.llm, params.shots, True)]
+    configs = [("llm", params.llm, params.shots, True, "efficiency")]
     if params.negatives.limit > 0:
-        configs.append(("negatives.llm", params.negatives.llm, 0, False))
-    for key, llm, shots, recorded in configs:
+        configs.append(("negatives.llm", params.negatives.llm, 0, False, "slow-variant negatives"))
+    if params.self_play is not None:
+        configs += [(f"self_play.{role}", getattr(params.self_play, role), 0, False, "self-play")
+                    for role in ("proposer", "optimizer")]
+    for key, llm, shots, recorded, track in configs:
         if llm.backend == "local":
             continue  # check_llama says whether the build and the model file are there
         try:
-            check_backend(llm, shots=shots, key=key, recorded_available=recorded, track="slow-variant negatives")
+            check_backend(llm, shots=shots, key=key, recorded_available=recorded, track=track)
         except BackendError as exc:
             findings.append(Finding("error", "llm", str(exc)))
             continue
@@ -176,9 +179,11 @@ def check_environment(params: Params | None) -> list[Finding]:
     timing = params.timing.backend if params else None
     local = []
     if params is not None:
-        local = [key for key, llm, used in (("llm", params.llm, True),
-                                            ("negatives.llm", params.negatives.llm, params.negatives.limit > 0))
-                 if used and llm.backend == "local"]
+        used_llms = [("llm", params.llm, True), ("negatives.llm", params.negatives.llm, params.negatives.limit > 0)]
+        if params.self_play is not None:
+            used_llms += [("self_play.proposer", params.self_play.proposer, True),
+                          ("self_play.optimizer", params.self_play.optimizer, True)]
+        local = [key for key, llm, used in used_llms if used and llm.backend == "local"]
     findings = _guard("sandbox", check_sandbox)
     findings += _guard("valgrind", lambda: check_valgrind(required=timing == "deterministic"))
     findings += _guard("llama.cpp", lambda: check_llama(local))

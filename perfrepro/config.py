@@ -180,7 +180,7 @@ class FinetuneConfig:
     """PIE fine-tuning (stages pie_train_data and finetune). The defaults are the embedded default:
     LoRA on the shipped SmolLM2-135M GGUF, sized to train in minutes on 2 CPU cores."""
 
-    data: Literal["pie", "pie+self_play"] = "pie"  # pie+self_play needs a self_play stage (issue 18)
+    data: Literal["pie", "pie+self_play"] = "pie"  # pie+self_play adds the self_play stage's kept pairs
     sources: tuple[str, ...] = ("data/raw/pie/py_reference.jsonl",)  # PIE pair files (local or hub owner/name)
     val_fraction: float = 0.1  # share of problem_ids held out for validation loss
     max_code_chars: int = 1500  # PIE truncates each program to this many characters
@@ -208,6 +208,26 @@ class FinetuneConfig:
 
 
 @dataclass(frozen=True)
+class SelfPlayConfig:
+    """PIE-style self-play (stage self_play): a proposer model writes new programs with input
+    generators, an optimizer model rewrites them, and only novel, correct, non-trivial rewrites at
+    least `min_speedup` faster under the deterministic backend are kept."""
+
+    proposer: LLMConfig  # writes the new programs and their input generators
+    optimizer: LLMConfig  # rewrites each novel program (PIE: its fine-tuned model)
+    problems: int = 10  # seed problems from the training records; one proposal each
+    seed: int = 42  # which seed problems, and the generated inputs
+    input_sizes: tuple[int, ...] = (8, 64, 512)  # `size` passed to generate_input
+    inputs_per_size: int = 2  # inputs per program = len(input_sizes) x inputs_per_size
+    min_speedup: float = 1.10  # PIE's %Opt threshold, on instruction counts
+    shots: int = 2  # retrieved PIE slow -> fast examples in each optimizer prompt
+    prompt_style: Literal["plain", "conditioned"] = "plain"
+    timeout_s: float = 10.0  # per sandboxed call of a generator or program (valgrind runs get 100x)
+    memory_limit_mb: int = 2048
+    max_failure_fraction: float = 0.5  # share of proposals lost to failed requests or work items
+
+
+@dataclass(frozen=True)
 class Params:
     seed: int
     data: DataConfig
@@ -222,6 +242,7 @@ class Params:
     executor: ExecutorConfig = dataclasses.field(default_factory=ExecutorConfig)  # how, not what: untracked by DVC
     finetune: FinetuneConfig = dataclasses.field(default_factory=FinetuneConfig)
     retrievers: RetrieversConfig | None = None  # issue 19: encoder_mnrl, bm25, hybrid
+    self_play: SelfPlayConfig | None = None  # issue 18: the self_play stage needs it
 
 
 def _type_name(hint: Any) -> str:
@@ -375,7 +396,10 @@ def _check_ranges(params: Params) -> None:
             not (adapter.loss == "triplet" and adapter.negatives == "none"),
             f"{key}.negatives: the triplet loss needs negatives: slow or hard",
         )
-    for key, llm in (("llm", params.llm), ("negatives.llm", params.negatives.llm)):
+    llms = [("llm", params.llm), ("negatives.llm", params.negatives.llm)]
+    if params.self_play is not None:
+        llms += [("self_play.proposer", params.self_play.proposer), ("self_play.optimizer", params.self_play.optimizer)]
+    for key, llm in llms:
         require(llm.concurrency >= 1, f"{key}.concurrency: expected >= 1")
         require(llm.max_retries >= 0, f"{key}.max_retries: expected >= 0")
         require(0.0 <= llm.max_failure_fraction <= 1.0, f"{key}.max_failure_fraction: expected 0..1")
@@ -395,6 +419,16 @@ def _check_ranges(params: Params) -> None:
     require(0.0 <= ft.lora_dropout < 1.0, "finetune.lora_dropout: expected 0 <= x < 1")
     require(ft.openai_epochs is None or ft.openai_epochs >= 1, "finetune.openai_epochs: expected >= 1 or null")
     require(ft.poll_interval_s > 0 and ft.poll_timeout_s > 0, "finetune.poll_interval_s, poll_timeout_s: expected > 0")
+    if params.self_play is not None:
+        sp = params.self_play
+        require(sp.problems >= 1, "self_play.problems: expected >= 1")
+        require(all(size >= 1 for size in sp.input_sizes), "self_play.input_sizes: every size must be >= 1")
+        require(sp.inputs_per_size >= 1, "self_play.inputs_per_size: expected >= 1")
+        require(sp.min_speedup >= 1.0, f"self_play.min_speedup: expected >= 1.0, got {sp.min_speedup}")
+        require(sp.shots >= 0, "self_play.shots: expected >= 0")
+        require(sp.timeout_s > 0, "self_play.timeout_s: expected > 0")
+        require(sp.memory_limit_mb >= 64, "self_play.memory_limit_mb: expected >= 64")
+        require(0.0 <= sp.max_failure_fraction <= 1.0, "self_play.max_failure_fraction: expected 0..1")
     require(params.executor.workers is None or params.executor.workers >= 1, "executor.workers: expected >= 1 or null")
     require(params.executor.jobs >= 1, "executor.jobs: expected >= 1")
     require(params.executor.retries >= 0, "executor.retries: expected >= 0")

@@ -1,6 +1,10 @@
 """Stage `finetune`: PIE fine-tuning records -> a fine-tuned model (params: seed, finetune, llm.api_key_env,
 llm.base_url, llm.cache_dir).
 
+`finetune.data`: pie trains on pie_train_data's records; pie+self_play adds the self_play stage's
+kept pairs (data/self_play/finetune_pairs.jsonl, which that stage leaves empty under pie, so a
+self-play change never retrains a pie model) to the train split.
+
 `finetune.backend`:
 - `local`: LoRA (peft) on `finetune.base_model` (default: the shipped SmolLM2-135M GGUF), rendered
   with `finetune.template`; writes data/finetune/model/{adapter,merged,info.json} and the loss curve
@@ -26,7 +30,8 @@ import time
 from pathlib import Path
 
 from perfrepro.config import ConfigError, Params, load_params
-from perfrepro.finetuning.data import FinetuneDataError, SftRecord, check_data_choice
+from perfrepro.datasets.base import DatasetError
+from perfrepro.finetuning.data import FinetuneDataError, SftRecord, check_data_choice, finetune_records
 from perfrepro.finetuning.lora import FinetuneModelError
 from perfrepro.finetuning.openai_jobs import OpenAIJobError
 from perfrepro.finetuning.templates import chat_jsonl_line, conditioned_template_for, training_messages
@@ -47,6 +52,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--data", type=Path, default=Path("data/finetune/data"), help="pie_train_data's output")
+    parser.add_argument("--self-play-pairs", type=Path, default=Path("data/self_play/finetune_pairs.jsonl"),
+                        help="the self_play stage's pairs (read when finetune.data is pie+self_play)")
     parser.add_argument("--templates", type=Path, default=Path("data/raw/pie/templates"))
     parser.add_argument("--out", type=Path, default=Path("data/finetune/model"))
     parser.add_argument("--plots", type=Path, default=Path("metrics/finetune_loss.json"))
@@ -188,6 +195,14 @@ def main(argv=None) -> int:
         val = read_jsonl(args.data / "val.jsonl", SftRecord)
         if not train:
             raise FinetuneDataError(f"{args.data / 'train.jsonl'}: no training record (rerun pie_train_data)")
+        train, val, added = finetune_records(train, val, ft.data, args.self_play_pairs, ft.max_code_chars)
+        if ft.data == "pie+self_play":
+            log.info("finetune.data pie+self_play: %d self-play pairs added to %d PIE train records", added,
+                     len(train) - added)
+            if not added:
+                log.warning("%s holds no pair: training on PIE alone (the self_play stage kept none, see "
+                            "metrics/self_play.json, or it last ran under finetune.data: pie; `dvc repro` reruns it)",
+                            args.self_play_pairs)
         conditioned = conditioned_template_for(ft.template, args.templates)
         # a fresh folder (no stale adapter from another backend or base model), renamed into place
         # with the plot and metrics only when everything succeeded
@@ -197,18 +212,21 @@ def main(argv=None) -> int:
                 info, curve = run_local(params, train, val, conditioned, out)
             else:
                 info, curve = run_openai(params, api_key, train, val, conditioned)
+            info["data"] = ft.data
+            info["self_play_records_added"] = added
             info["stage_wall_s"] = round(time.perf_counter() - started, 1)
             write_json(out / "info.json", info)
             write_json(plots_out, curve)
             first, last = info.get("first_loss", {}), info.get("last_loss", {})
             write_json(metrics_out, {
                 "finetune.train_records_used": info["train_records_used"],
+                "finetune.self_play_records_added": added,
                 **({"finetune.train_wall_s": info["train_wall_s"]} if "train_wall_s" in info else {}),
                 **{f"finetune.first_{split}_loss": value for split, value in first.items()},
                 **{f"finetune.last_{split}_loss": value for split, value in last.items()},
             })
     except (ConfigError, FinetuneStageError, FinetuneDataError, FinetuneModelError, OpenAIJobError, RecordError,
-            FileNotFoundError, ValueError) as exc:
+            DatasetError, FileNotFoundError, ValueError) as exc:
         log.error("%s", exc)
         return 1
     except KeyboardInterrupt:

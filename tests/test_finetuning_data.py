@@ -1,5 +1,5 @@
 """PIE training data: performance scores by hand, the no-leakage filter, the problem split, PIE's
-truncation, both templates, the released-file format and the errors (self-play, empty set)."""
+truncation, both templates, the released-file format and the errors (unknown data choice, empty set)."""
 
 from __future__ import annotations
 
@@ -105,10 +105,11 @@ def test_programs_are_truncated_at_max_code_chars_and_counted():
     assert len(record.slow) == 1500 and record.truncated and data.summary["truncated_records"] == 1
 
 
-def test_self_play_data_is_a_clear_error_until_the_stage_exists():
+def test_data_choice_is_pie_or_pie_plus_self_play():
     check_data_choice("pie")
-    with pytest.raises(FinetuneDataError, match="self_play stage"):
-        check_data_choice("pie+self_play")
+    check_data_choice("pie+self_play")  # the self-play pairs: tests/test_self_play.py
+    with pytest.raises(FinetuneDataError, match="finetune.data: expected one of pie, pie\\+self_play"):
+        check_data_choice("self_play")
 
 
 def test_templates_render_plain_and_score_conditioned_chats():

@@ -1,6 +1,7 @@
 """LoRA fine-tuning on a tiny real Llama (random weights, MiniLM's real tokenizer): bit-identical
 weights for the same params, the finetune stage's outputs (adapter, merged model, loss curve),
-the transformers backend serving the merged model through the cache, and the offline error."""
+the transformers backend serving the merged model through the cache, the offline error, and
+finetune.data: pie+self_play training on the self-play pairs too."""
 
 from __future__ import annotations
 
@@ -137,3 +138,29 @@ def test_a_base_model_that_cannot_load_offline_names_it_and_the_local_file_way(m
         lora.load_tokenizer(ref)
     with pytest.raises(lora.FinetuneModelError, match="GGUF file .* not found"):
         lora.resolve_base_model(str(tmp_path / "missing.gguf"))
+
+
+def test_finetune_stage_with_pie_plus_self_play_trains_on_the_self_play_pairs_too(tiny_model_dir, tmp_path):
+    from stages import finetune as stage
+
+    data = tmp_path / "data"
+    write_jsonl(data / "train.jsonl", records(6, "train"))
+    write_jsonl(data / "val.jsonl", records(2, "val"))
+    pairs = tmp_path / "finetune_pairs.jsonl"
+    write_jsonl(pairs, [{"problem_id": f"self_play/q{i}", "src_id": "proposed", "tgt_id": "optimized",
+                         "src_code": f"def solve(n):\n    return sum(range(n)) + {i}\n",
+                         "tgt_code": f"def solve(n):\n    return n * (n - 1) // 2 + {i}\n",
+                         "src_agg_runtime": 300.0, "tgt_agg_runtime": 100.0, "speedup": 3.0,
+                         "target_reward_updated_pct_bin": 10} for i in range(2)])
+    params = yaml.safe_load(open("params.yaml", encoding="utf-8"))
+    params["finetune"].update(data="pie+self_play", base_model=str(tiny_model_dir),
+                              **{k: list(v) if isinstance(v, tuple) else v for k, v in SETTINGS.items()})
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
+    out = tmp_path / "model"
+    code = stage.main(["--params", str(tmp_path / "params.yaml"), "--data", str(data), "--self-play-pairs", str(pairs),
+                       "--out", str(out), "--plots", str(tmp_path / "loss.json"), "--metrics", str(tmp_path / "m.json")])
+    assert code == 0
+    info = json.loads((out / "info.json").read_text())
+    assert info["data"] == "pie+self_play" and info["self_play_records_added"] == 2
+    assert info["train_records_used"] == 6 + 2 and info["val_records_used"] == 2
+    assert json.loads((tmp_path / "m.json").read_text())["finetune.self_play_records_added"] == 2

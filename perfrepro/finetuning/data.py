@@ -74,12 +74,7 @@ class SftRecord:
 
 
 def check_data_choice(data: str) -> None:
-    """``finetune.data``: pie works; pie+self_play needs the self_play stage, which does not exist yet."""
-    if data == "pie+self_play":
-        raise FinetuneDataError(
-            "finetune.data: pie+self_play needs self-play pairs from a self_play stage, which this "
-            "pipeline does not have yet; use finetune.data: pie"
-        )
+    """``finetune.data``: pie, or pie+self_play (PIE's records plus the self_play stage's kept pairs)."""
     if data not in DATA_CHOICES:
         raise FinetuneDataError(f"finetune.data: expected one of {', '.join(DATA_CHOICES)}, got {data!r}")
 
@@ -357,3 +352,52 @@ def eval_programs_from_tasks(tasks: Iterable) -> list[EvalProgram]:
 
 def records_by_id(records: Iterable[SftRecord]) -> Mapping[str, SftRecord]:
     return {r.id: r for r in records}
+
+
+# -- self-play pairs (finetune.data: pie+self_play) ---------------------------------------------
+
+SELF_PLAY_LABEL = "self-play pairs"
+
+
+def self_play_records(path: str | os.PathLike, max_code_chars: int) -> list[SftRecord]:
+    """The self_play stage's kept pairs as training records: all in the train split (the
+    validation loss stays on PIE's held-out problems, comparable between pie and pie+self_play),
+    truncated like PIE's, with the tag the stage gave them (`target_reward_updated_pct_bin`: the
+    rewrite is the faster of its problem's two known solutions). The stage already removed
+    copies of training programs and overlaps with the evaluation tasks."""
+    if os.path.isfile(path) and not _has_text(path):
+        return []  # the stage kept nothing (a small model often gets nothing through): PIE alone
+    rows = read_source(path, SELF_PLAY_LABEL, "data/self_play/finetune_pairs.jsonl (stage self_play)")
+    records = []
+    for pair in pairs_from_rows(rows, "self_play"):
+        if pair.released_score is None:
+            raise DatasetError(f"{SELF_PLAY_LABEL} file {path}: pair {pair.id} has no target_reward_updated_pct_bin "
+                               "(rerun the self_play stage)")
+        slow, cut_slow = truncate(pair.slow, max_code_chars)
+        fast, cut_fast = truncate(pair.fast, max_code_chars)
+        records.append(SftRecord(pair.id, pair.problem_id, "self_play", "train", slow, fast, pair.released_score,
+                                 "problem", cut_slow or cut_fast))
+    return records
+
+
+def _has_text(path: str | os.PathLike) -> bool:
+    with open(path, encoding="utf-8") as handle:
+        return any(line.strip() for line in handle)
+
+
+def finetune_records(train: Sequence[SftRecord], val: Sequence[SftRecord], data: str,
+                     self_play_pairs: str | os.PathLike | None,
+                     max_code_chars: int = 1500) -> tuple[list[SftRecord], list[SftRecord], int]:
+    """What `finetune.data` trains on: (train, val, self-play records added). pie: the PIE records
+    as they are; pie+self_play: the self-play records (`self_play_records`) appended to train."""
+    check_data_choice(data)
+    if data == "pie":
+        return list(train), list(val), 0
+    if self_play_pairs is None:
+        raise FinetuneDataError("finetune.data: pie+self_play needs the self_play stage's pairs "
+                                "(data/self_play/finetune_pairs.jsonl); run `dvc repro self_play`")
+    extra = self_play_records(self_play_pairs, max_code_chars)
+    clash = {r.id for r in extra} & {r.id for r in [*train, *val]}
+    if clash:
+        raise FinetuneDataError(f"self-play pair ids clash with PIE records: {sorted(clash)[:3]}")
+    return [*train, *extra], list(val), len(extra)
