@@ -58,6 +58,7 @@ def tiny_params(params: dict) -> dict:
         variant.update(epochs=min(variant["epochs"], 2), batch_size=8, warmup_steps=2)
     params["timing"].update(repeats=2, min_sample_ms=5.0)
     params["pie"].update(limit_tasks=2, tests_per_level=1)
+    params["finetune"].update(max_steps=4, warmup_steps=1, eval_steps=2, eval_records=2)
     params["self_play"].update(problems=2, input_sizes=[8, 64], inputs_per_size=1)
     for role in ("proposer", "optimizer"):
         params["self_play"][role]["max_tokens"] = 128
