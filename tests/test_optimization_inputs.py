@@ -137,7 +137,26 @@ def test_level_programs_run_and_catch_wrong_answers():
     with pytest.raises(AssertionError, match="wrong answer on timed test 0"):
         _exec_program(level3.source)["run_tests"]()
     with pytest.raises(NameError):
-        _exec_program(build_level_programs(TASK, "x = 1\n", inputs, "generated", levels=(1,))[0].source)
+        _exec_program(build_level_programs(TASK, "x = 1\n", inputs, "generated", levels=(1,))[0].source)["run_tests"]()
+
+
+def test_each_timed_call_runs_the_candidate_top_level_afresh():
+    inputs = generate_task_inputs(TASK, seed=7, tests_per_level=2)
+    # counts its own top-level runs where no namespace resets them; answers wrong from a cache,
+    # so a cache that outlived a call would fail the second one
+    cached = ("import builtins\nbuiltins._perfrepro_imports += 1\n_seen = {}\n"
+              "def total(xs):\n    key = tuple(xs)\n    if key in _seen:\n        return -1\n"
+              "    _seen[key] = True\n    return sum(xs)\n")
+    import builtins
+    builtins._perfrepro_imports = 0
+    try:
+        namespace = _exec_program(build_level_programs(TASK, cached, inputs, "generated", levels=(1,))[0].source)
+        assert builtins._perfrepro_imports == 0  # set-up compiles the candidate, never runs it
+        for calls in (1, 2, 3):
+            namespace["run_tests"]()
+            assert builtins._perfrepro_imports == calls
+    finally:
+        del builtins._perfrepro_imports
 
 
 def test_correctness_program_holds_level_0_and_every_plus_input_and_timed_programs_hold_neither():
