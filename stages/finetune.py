@@ -36,9 +36,9 @@ from perfrepro.finetuning.lora import FinetuneModelError
 from perfrepro.finetuning.openai_jobs import OpenAIJobError
 from perfrepro.finetuning.templates import chat_jsonl_line, conditioned_template_for, training_messages
 from perfrepro.generation.cache import resolve_cache_dir
+from perfrepro.generation.runinfo import start_model_stage
 from perfrepro.generation.transformers_backend import LABEL_FILE
 from perfrepro.io import atomic_outputs, write_json
-from perfrepro.logs import setup_logging
 from perfrepro.records import RecordError, read_jsonl
 
 log = logging.getLogger("finetune")
@@ -181,9 +181,7 @@ def run_openai(params: Params, api_key: str, train, val, conditioned: str | None
 
 
 def main(argv=None) -> int:
-    setup_logging("finetune")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    start_model_stage("finetune")
     args = parse_args(argv)
     started = time.perf_counter()
     try:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import time
 from pathlib import Path
@@ -22,10 +21,9 @@ from perfrepro.config import ConfigError, load_params
 from perfrepro.generation.backends import BackendError, check_backend, open_backend, preflight_backend
 from perfrepro.generation.generate import generate_completions, status_counts, too_many_failures
 from perfrepro.generation.local_server import LocalServerError
-from perfrepro.generation.runinfo import interrupt_on_sigterm, summary
+from perfrepro.generation.runinfo import start_model_stage, summary
 from perfrepro.generation.retrieve import retrieve_examples
 from perfrepro.io import atomic_outputs
-from perfrepro.logs import setup_logging
 from perfrepro.records import Task, read_jsonl, write_jsonl
 
 log = logging.getLogger("generate")
@@ -56,10 +54,7 @@ def recorded_loader(params):
 
 
 def main(argv=None) -> int:
-    setup_logging("generate")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    interrupt_on_sigterm()
+    start_model_stage("generate")
     args = parse_args(argv)
     started = time.perf_counter()
     try:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import time
 from pathlib import Path
@@ -30,10 +29,9 @@ from perfrepro.finetuning.evaluate import finetuned_llm, finetuned_requests, rea
 from perfrepro.generation.backends import BackendError, check_backend, open_backend, preflight_backend
 from perfrepro.generation.cache import resolve_cache_dir
 from perfrepro.generation.local_server import LocalServerError
-from perfrepro.generation.runinfo import interrupt_on_sigterm, summary
+from perfrepro.generation.runinfo import start_model_stage, summary
 from perfrepro.generation.generate import status_counts, too_many_failures
 from perfrepro.io import atomic_outputs
-from perfrepro.logs import setup_logging
 from perfrepro.optimization.optimize import optimize_tasks, retrieve_pie_examples
 from perfrepro.optimization.prompts import load_conditioned_template
 from perfrepro.optimization.tasks import PieTaskDir
@@ -59,10 +57,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> int:
-    setup_logging("optimize")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    interrupt_on_sigterm()
+    start_model_stage("optimize")
     args = parse_args(argv)
     started = time.perf_counter()
     backends = []

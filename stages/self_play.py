@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import shutil
 import sys
 import time
@@ -39,9 +38,8 @@ from perfrepro.finetuning.data import EvalProgram, SftRecord, eval_programs_from
 from perfrepro.generation.backends import BackendError, check_backend, open_backend, preflight_backend
 from perfrepro.generation.cache import ResponseCache, resolve_cache_dir
 from perfrepro.generation.local_server import LocalServerError
-from perfrepro.generation.runinfo import interrupt_on_sigterm
+from perfrepro.generation.runinfo import start_model_stage
 from perfrepro.io import atomic_outputs, write_json
-from perfrepro.logs import setup_logging
 from perfrepro.optimization.optimize import retrieve_pie_examples
 from perfrepro.optimization.prompts import load_conditioned_template
 from perfrepro.records import OptTask, RecordError, read_jsonl, write_jsonl
@@ -65,10 +63,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> int:
-    setup_logging("self_play")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    interrupt_on_sigterm()
+    start_model_stage("self_play")
     args = parse_args(argv)
     started = time.perf_counter()
     try:

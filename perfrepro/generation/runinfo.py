@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import time
 
@@ -24,6 +25,15 @@ def interrupt_on_sigterm() -> None:
         raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, handler)
+
+
+def start_model_stage(name: str) -> None:
+    """The common start of a stage that talks to a model: its log style, the Hugging Face hub
+    kept offline (a model comes from disk or a server, never a download), SIGTERM as Ctrl-C."""
+    setup_logging(name)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    interrupt_on_sigterm()
 
 
 def summary(backend, results_count: int, failures: int, started: float) -> dict:

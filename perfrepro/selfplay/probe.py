@@ -84,6 +84,13 @@ def _failure(step, exc, where=None):
     _report({"error": {"step": step, "kind": kind, "message": message, "where": where}})
 
 
+def _load_program(request):
+    try:
+        return _load(request["program"], "program", request["entry_point"])
+    except BaseException as exc:
+        _failure("program", exc, "loading")
+
+
 def _inputs(request):
     limit = request["call_timeout_s"]
     try:
@@ -92,10 +99,7 @@ def _inputs(request):
         arity = getattr(getattr(generate, "__code__", None), "co_argcount", 1)
     except BaseException as exc:
         _failure("generator", exc, "loading")
-    try:
-        program = _load(request["program"], "program", request["entry_point"])
-    except BaseException as exc:
-        _failure("program", exc, "loading")
+    program = _load_program(request)
     tests = []
     for test in request["tests"]:
         where = "size %d input %d" % (test["size"], test["cid"])
@@ -124,10 +128,7 @@ def _inputs(request):
 
 def _outputs(request):
     import ast
-    try:
-        program = _load(request["program"], "program", request["entry_point"])
-    except BaseException as exc:
-        _failure("program", exc, "loading")
+    program = _load_program(request)
     tokens = []
     for text in request["inputs"]:
         try:
