@@ -15,7 +15,7 @@ from perfrepro.optimization.inputs import (
     generate_task_inputs,
     load_function,
 )
-from perfrepro.optimization.measure import statement_imports
+from perfrepro.optimization.programs import statement_imports
 from perfrepro.optimization.programs import build_correctness_program, build_level_programs, level_key, split_level_key
 from perfrepro.records import OptTask
 

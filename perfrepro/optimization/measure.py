@@ -10,7 +10,6 @@ correctness tests are, by construction, those on which both agree (perfrepro.opt
 from __future__ import annotations
 
 import functools
-import re
 from typing import Callable, Iterable, Sequence
 
 from perfrepro.config import TimingConfig
@@ -21,15 +20,6 @@ from perfrepro.optimization.inputs import TaskInputs
 from perfrepro.optimization.programs import TIMED_LEVELS, build_correctness_program, build_level_programs, level_key
 from perfrepro.records import Completion, Measurement, OptTask, Program
 from perfrepro.timing.remote import TaskRun, check_workers, collect, run_backend
-
-_IMPORT = re.compile(r"^(?:from\s+\S+\s+import\s+.+|import\s+.+)$")
-
-
-def statement_imports(statement: str) -> str:
-    """The top-level import lines of a HumanEval prompt (``from typing import List``), which a
-    rewritten program may leave out."""
-    return "".join(line + "\n" for line in statement.splitlines() if _IMPORT.match(line))
-
 
 def correctness_limits(timing: TimingConfig) -> Limits:
     """The correctness run gets what one timed run gets: `timing.timeout_s` and its memory."""
@@ -69,12 +59,11 @@ def task_programs(
         if completion.status != "ok" or not completion.code:
             untimed.append((completion, "no_code", completion.error or "the answer holds no program that defines the entry point"))
             continue
-        candidate = statement_imports(task.statement) + completion.code
-        verdict, _ = run_program(build_correctness_program(task, candidate, inputs, completion.sample), limits=check_limits)
+        verdict, _ = run_program(build_correctness_program(task, completion.code, inputs, completion.sample), limits=check_limits)
         if not verdict.passed:
             untimed.append((completion, verdict.status, f"correctness tests (level 0, HumanEval+): {verdict.error}"))
             continue
-        programs += build_level_programs(task, candidate, inputs, "generated", completion.sample, levels)
+        programs += build_level_programs(task, completion.code, inputs, "generated", completion.sample, levels)
     return programs, untimed
 
 

@@ -25,12 +25,15 @@ from __future__ import annotations
 
 import base64
 import pickle
+import re
 import zlib
 from typing import Sequence
 
 from perfrepro.optimization.inputs import TaskInputs
 from perfrepro.metrics.optimization import LEVEL_SEPARATOR, level_key, split_level_key  # noqa: F401 (re-exported)
 from perfrepro.records import OptTask, Program
+
+_IMPORT = re.compile(r"^(?:from\s+\S+\s+import\s+.+|import\s+.+)$")
 
 TIMED_LEVELS = (1, 2, 3)
 CORRECTNESS_LEVEL = 0  # ENAMEL's level 0 checks correctness only
@@ -116,11 +119,18 @@ def _pack(data: list) -> str:
     return base64.b64encode(zlib.compress(pickle.dumps(data, protocol=4), 6)).decode("ascii")
 
 
+def statement_imports(statement: str) -> str:
+    """The top-level import lines of a HumanEval prompt (``from typing import List``), which a
+    rewritten program may leave out."""
+    return "".join(line + "\n" for line in statement.splitlines() if _IMPORT.match(line))
+
+
 def program_source(task: OptTask, candidate: str, tests: Sequence[dict], kind: str) -> str:
     """The Python module a backend runs: ``run_tests()`` checks `candidate` on `tests` (`kind`
-    names them in a wrong-answer message)."""
+    names them in a wrong-answer message). Every candidate, whatever its role, is prefixed with the
+    statement's imports: they run inside each timed call, so all roles pay the same for them."""
     return _TEMPLATE.format(
-        candidate=candidate,
+        candidate=statement_imports(task.statement) + candidate,
         statement=task.statement,
         checker=task.checker,
         entry_point=task.entry_point,
