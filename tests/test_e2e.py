@@ -194,13 +194,31 @@ def test_shots_experiment_reruns_only_generation_measurement_and_report(tiny):
     assert stages_run(run(["dvc", "repro"], repo, env)) == []
 
 
+PLOT_SPEC = re.compile(r'<div id = "([^"]+)">\s*<script type = "text/javascript">\s*var spec = (.*?);\s*vegaEmbed', re.S)
+
+
 def test_plots_show_renders_html(tiny):
+    """Every plot of dvc.yaml is in the page with its data; the page needs no network and says UTF-8."""
     repo, env = tiny["repo"], tiny["env"]
     out = tiny["base"] / "plots"
     run(["dvc", "plots", "show", "-o", str(out)], repo, env)
     html = (out / "index.html").read_text(encoding="utf-8")
-    assert "retrieval_hit_at_k.json" in html
-    assert "net_plot.json" in html  # per-task NET with each row's interval, reference row included
+    assert '<meta charset="utf-8">' in html  # without it a legend's "…" reads "â€¦"
+    assert not re.search(r"<script[^>]*\ssrc=", html)  # vega, vega-lite and vega-embed are inlined
+    assert "vegaEmbed=" in html
+    specs = {div: json.loads(spec) for div, spec in PLOT_SPEC.findall(html)}
+    plotted = ("metrics/retrieval_hit_at_k.json", "metrics/net_plot.json", "metrics/finetune_loss.json")
+    assert set(specs) == {path.replace("/", "_").replace(".", "_") for path in plotted}
+    for path in plotted:
+        spec = specs[path.replace("/", "_").replace(".", "_")]
+        assert spec, f"{path}: DVC drew no chart (an empty spec: the file is missing or unreadable)"
+        rows = json.loads((repo / path).read_text(encoding="utf-8"))
+        rows = next(iter(rows.values())) if isinstance(rows, dict) else rows
+        drawn = [row for row in spec["data"]["values"] if row.get("rev") == "workspace"]
+        assert len(drawn) == len(rows) > 0, path
+        # each drawn row carries the file's own values (DVC adds rev/filename/field)
+        first = {key: value for key, value in drawn[0].items() if key in rows[0]}
+        assert first == rows[0], path
 
 
 def test_metrics_diff_against_the_first_commit_renders(tiny):
