@@ -538,3 +538,97 @@ def test_best_at_k_rows_read_every_sample():
                    lv("T/0", 1, "generated", 1.0, sample=1)]
     rows = opt.summarize(opt.task_outcomes(wrong_first, samples=2)[0], samples=2)
     assert rows[0].pct_correct == 0.0 and rows[1].pct_correct == 100.0
+
+
+# ------------------------------------------------------------------------------------------
+# optimization: what the second mutation run left alive (per-model rows, interval rounding,
+# programs with missing levels)
+
+
+def test_model_rows_keep_only_the_generated_rows_with_their_suffix_and_values():
+    # T/1: slow 6+6 = 12, reference 3+3; samples 4+4 (12/8 = 1.5), 2+2 (3.0), wrong.
+    # T/2: slow 5+5 = 10, reference 5+5; samples wrong, 10+10 (max(1, 0.5) = 1.0), 2.5+2.5 (2.0).
+    data = []
+    for level in (1, 2):
+        data += [lv("T/1", level, "slow", 6.0), lv("T/1", level, "reference", 3.0),
+                 lv("T/1", level, "generated", 4.0, sample=0), lv("T/1", level, "generated", 2.0, sample=1),
+                 lv("T/1", level, "generated", None, "wrong_answer", sample=2),
+                 lv("T/2", level, "slow", 5.0), lv("T/2", level, "reference", 5.0),
+                 lv("T/2", level, "generated", None, "wrong_answer", sample=0),
+                 lv("T/2", level, "generated", 10.0, sample=1), lv("T/2", level, "generated", 2.5, sample=2)]
+    outcomes, _ = opt.task_outcomes(data, samples=3)
+    first, best = opt.model_rows(outcomes, 3, "base_plain", "smollm2 q8")  # no reference or slow row
+    assert first.label == "base_plain (smollm2 q8)" and best.label == "base_plain (smollm2 q8) Best@3"
+    assert (first.k, first.tasks, first.speedup, first.pct_opt, first.pct_correct) == (1, 2, 1.25, 50.0, 50.0)
+    assert (best.k, best.tasks, best.speedup, best.pct_opt, best.pct_correct) == (3, 2, 2.5, 100.0, 100.0)
+    # ENAMEL (timeout = 2 x reference): T/1 sample 0 (6-4)/3 = 2/3, best (6-2)/3 = 4/3; T/2 sample 0
+    # wrong = 0, best (10-2.5)/5 = 1.5. eff@1 = (2/3 + 0) / 2; eff@3 = max per task = (4/3 + 1.5) / 2
+    assert first.eff == pytest.approx(1 / 3) and best.eff == pytest.approx(17 / 12)
+    (only,) = opt.model_rows(outcomes, 1, "finetuned", "smollm2+lora")
+    assert only.label == "finetuned (smollm2+lora)" and (only.k, only.speedup) == (1, 1.25)
+
+
+def test_speedup_interval_keys_round_to_4_places_and_skip_the_slow_row_and_rows_without_one():
+    rows = [
+        opt.RowSummary("generated", 3, 1.23456789, 33.333333, 66.666667, 0.123456789,
+                       speedup_lo=1.01234567, speedup_hi=1.98765432),
+        opt.RowSummary("generated Best@4", 3, 2.0, 50.0, 100.0, 0.5, k=4, speedup_lo=1.87654321, speedup_hi=2.45678912),
+        opt.RowSummary("reference", 0, 1.0, 0.0, 0.0, 0.0),  # no tasks: no interval
+        opt.RowSummary("slow", 3, 1.0, 0.0, 100.0, 0.0, speedup_lo=1.0, speedup_hi=1.0),
+    ]
+    assert opt.optimization_metrics(rows, excluded=1) == {
+        "optimization.tasks_without_slow_baseline": 1,
+        "optimization.generated.tasks": 3,
+        "optimization.generated.speedup": 1.2346,
+        "optimization.generated.pct_opt": 33.33,
+        "optimization.generated.pct_correct": 66.67,
+        "optimization.generated.eff_at_1": 0.1235,
+        "optimization.generated.speedup_lo": 1.0123,
+        "optimization.generated.speedup_hi": 1.9877,
+        "optimization.generated.best_at_4.tasks": 3,
+        "optimization.generated.best_at_4.speedup": 2.0,
+        "optimization.generated.best_at_4.pct_opt": 50.0,
+        "optimization.generated.best_at_4.pct_correct": 100.0,
+        "optimization.generated.best_at_4.eff_at_4": 0.5,
+        "optimization.generated.best_at_4.speedup_lo": 1.8765,
+        "optimization.generated.best_at_4.speedup_hi": 2.4568,
+        "optimization.reference.tasks": 0,
+        "optimization.reference.speedup": 1.0,
+        "optimization.reference.pct_opt": 0.0,
+        "optimization.reference.pct_correct": 0.0,
+        "optimization.reference.eff_at_1": 0.0,
+        "optimization.slow.tasks": 3,
+        "optimization.slow.speedup": 1.0,
+        "optimization.slow.pct_opt": 0.0,
+        "optimization.slow.pct_correct": 100.0,
+        "optimization.slow.eff_at_1": 0.0,
+    }
+
+
+def test_a_program_without_any_measurement_is_wrong_at_every_expected_level():
+    assert opt._result(None, [1, 2, 3]) == opt.ProgramResult({1: None, 2: None, 3: None}, False)
+    assert opt._result({}, [2]) == opt.ProgramResult({2: None}, False)
+
+
+def test_a_missing_or_failed_level_is_none_and_makes_the_program_wrong():
+    complete = {1: lv("T/0", 1, "generated", 2.0), 2: lv("T/0", 2, "generated", 3.0)}
+    assert opt._result(complete, [1, 2]) == opt.ProgramResult({1: 2.0, 2: 3.0}, True)
+    level_2_missing = {1: lv("T/0", 1, "generated", 2.0), 3: lv("T/0", 3, "generated", 4.0)}
+    assert opt._result(level_2_missing, [1, 2, 3]) == opt.ProgramResult({1: 2.0, 2: None, 3: 4.0}, False)
+    # a failed level is None even when its record carries a time (Measurement does not forbid it)
+    timed_out = Measurement(task_id=opt.level_key("T/0", 2), role="generated", backend="wall", status="timeout",
+                            execution_time=20.0, time_unit="ms", peak_memory_mb=None, memory_usage=None)
+    assert opt._result({1: complete[1], 2: timed_out}, [1, 2]) == opt.ProgramResult({1: 2.0, 2: None}, False)
+
+
+def test_outcomes_of_a_sample_missing_a_level_or_missing_entirely():
+    # slow 4+4+4 on three levels; sample 0 lost level 2, sample 1 was never measured
+    data = [lv("T/0", level, "slow", 4.0) for level in (1, 2, 3)] + \
+        [lv("T/0", level, "reference", 1.0) for level in (1, 2, 3)] + \
+        [lv("T/0", level, "generated", 1.0, sample=0) for level in (1, 3)]
+    (outcome,), excluded = opt.task_outcomes(data, samples=2)
+    assert excluded == [] and outcome.comparable_levels == (1, 2, 3)
+    assert outcome.correct == (False, False) and outcome.speedups == (1.0, 1.0) and outcome.effs == (0.0, 0.0)
+    assert outcome.t_generated == (None, None) and outcome.t_slow == 12.0
+    first, best = opt.summarize([outcome], samples=2)[:2]
+    assert (first.pct_correct, best.pct_correct, best.speedup) == (0.0, 0.0, 1.0)
