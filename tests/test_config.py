@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import copy
+import typing
 from pathlib import Path
+from typing import Literal
 
 import pytest
 import yaml
 
-from perfrepro.config import AdapterConfig, ConfigError, Params, build, load_params, params_errors
+from perfrepro.config import AdapterConfig, ConfigError, Params, _convert, _type_name, build, load_params, params_errors
 
 PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
 
@@ -58,6 +60,20 @@ def test_wrong_type_names_the_dotted_key(tmp_path, raw):
         (("retrieval", "ks"), [1, "3"], "retrieval.ks[1]: expected int, got '3'"),
         (("negatives", "llm", "temperature"), "hot", "negatives.llm.temperature: expected float, got 'hot'"),
         (("timing",), [1, 2], "timing: expected a mapping, got [1, 2]"),
+        (("timing", "min_sample_ms"), True, "timing.min_sample_ms: expected float, got True"),
+        (("llm", "model"), 7, "llm.model: expected str, got 7"),
+        (("llm", "base_url"), 8080, "llm.base_url: expected str, got 8080"),
+        (("retrievers", "encoder_mnrl", "hard_negatives"), "yes",
+         "retrievers.encoder_mnrl.hard_negatives: expected bool, got 'yes'"),
+        (("pie", "prompt_style"), "Plain", "pie.prompt_style: expected one of plain, conditioned, got 'Plain'"),
+        (("executor", "kind"), None, "executor.kind: expected one of local, dask, slurm, got None"),
+        (("adapters",), {}, "adapters: expected a non-empty mapping, got {}"),
+        (("adapters",), ["adapter_5"], "adapters: expected a non-empty mapping, got ['adapter_5']"),
+        (("self_play", "input_sizes"), 8, "self_play.input_sizes: expected a non-empty list, got 8"),
+        (("finetune", "target_modules"), [], "finetune.target_modules: expected a non-empty list, got []"),
+        (("finetune", "target_modules"), ["q_proj", 3], "finetune.target_modules[1]: expected str, got 3"),
+        (("executor", "slurm", "job_extra_directives"), "--account=abc",
+         "executor.slurm.job_extra_directives: expected a non-empty list, got '--account=abc'"),
     ],
 )
 def test_wrong_types_are_rejected(tmp_path, raw, path, value, message):
@@ -154,3 +170,56 @@ def test_build_fills_defaults_and_converts_numbers():
     adapter = build(AdapterConfig, section, "adapters.tiny")
     assert adapter.lr == 1.0 and isinstance(adapter.lr, float)
     assert adapter.temperature == 0.05 and adapter.weight_decay == 0.01
+
+
+# ---- _convert's branches that no params.yaml field reaches today (mutation survivors, issue #15)
+
+
+def test_type_names_drop_the_typing_prefix():
+    assert _type_name(int) == "int"
+    assert _type_name(float | str) == "float | str"
+    assert _type_name(tuple[int, ...]) == "tuple[int, ...]"
+    assert _type_name(Literal["plain", "conditioned"]) == "Literal['plain', 'conditioned']"
+
+
+def test_a_union_of_two_types_names_the_key_and_both_types():
+    with pytest.raises(ConfigError) as info:
+        _convert(float | str, [1], "hybrid.weight")
+    assert str(info.value) == "hybrid.weight: expected float | str, got [1]"
+    with pytest.raises(ConfigError) as info:
+        _convert(float | str, None, "hybrid.weight")
+    assert str(info.value) == "hybrid.weight: expected float | str, got None"
+    with pytest.raises(ConfigError) as info:  # a typing.Union: no "typing." in the message
+        _convert(int | Literal["auto"], "many", "executor.workers")
+    message = str(info.value)
+    assert message.startswith("executor.workers: expected ") and message.endswith(", got 'many'")
+    assert "Literal['auto']" in message and "typing." not in message
+    assert isinstance(_convert(float | str, 2, "hybrid.weight"), float)
+    assert _convert(float | str, "auto", "hybrid.weight") == "auto"
+
+
+@pytest.mark.parametrize("hint", [int | None, None | int, typing.Optional[int]])
+def test_an_optional_takes_null_its_type_and_names_only_its_type(hint):
+    assert _convert(hint, None, "pie.limit_tasks") is None
+    assert _convert(hint, 3, "pie.limit_tasks") == 3  # also with None written first
+    with pytest.raises(ConfigError) as info:
+        _convert(hint, "ten", "pie.limit_tasks")
+    assert str(info.value) == "pie.limit_tasks: expected int, got 'ten'"
+
+
+def test_mappings_and_lists_convert_and_name_the_bad_item():
+    assert _convert(dict[str, int], {5: 1, "b": 2}, "sizes") == {"5": 1, "b": 2}  # YAML int keys become names
+    with pytest.raises(ConfigError) as info:
+        _convert(dict[str, int], {"a": 1, "b": "x"}, "sizes")
+    assert str(info.value) == "sizes.b: expected int, got 'x'"
+    converted = _convert(tuple[float, ...], [1, 2.5], "ratios")
+    assert converted == (1.0, 2.5) and isinstance(converted, tuple) and isinstance(converted[0], float)
+    with pytest.raises(ConfigError) as info:
+        _convert(tuple[int, ...], (1, 2), "retrieval.ks")  # only YAML lists, not Python tuples
+    assert str(info.value) == "retrieval.ks: expected a non-empty list, got (1, 2)"
+
+
+def test_an_unsupported_hint_is_a_bug_named_by_key_not_a_config_error():
+    with pytest.raises(TypeError) as info:
+        _convert(set[str], ["a"], "finetune.modules")
+    assert str(info.value) == "finetune.modules: unsupported config type set[str]"
