@@ -250,3 +250,13 @@ def test_perfrepro_table_pairs_two_real_dvc_experiments(tmp_path, capsys):
     paired = [row for row in rows if len(row) == 5]  # the efficiency table's rows have 17 cells
     # workspace == commit (one row, shots 0) against the experiment (shots 1): 3 tasks both passed
     assert paired == [["m", "rag1_and_m", "3", "0.500", "0.250"]], out
+
+
+def test_reported_intervals_are_the_seeded_bootstrap_and_repeat_exactly():
+    """An unseeded bootstrap would move the reported NET interval from one report to the next."""
+    from perfrepro.metrics import efficiency
+
+    values = [0.5, 1.0, 2.0, 4.0, 8.0]
+    seeded = bootstrap_interval(values, confidence=0.95, seed=0)
+    assert efficiency.interval(values) == efficiency.interval(values) == seeded
+    assert efficiency.interval(values, seed=7) == bootstrap_interval(values, confidence=0.95, seed=7) != seeded

@@ -103,3 +103,48 @@ def test_outcomes_and_rows():
     assert 1.0 <= generated.speedup_lo <= generated.speedup <= generated.speedup_hi <= 2.0
     assert metrics["optimization.generated.speedup_lo"] == pytest.approx(generated.speedup_lo, abs=1e-4)
     assert "optimization.reference.speedup_hi" in metrics and "optimization.slow.speedup_lo" not in metrics
+
+
+def _level(task, level, role, time):
+    return Measurement(task_id=f"{task}@L{level}", role=role, backend="wall", status="ok", execution_time=time,
+                       time_unit="ms", peak_memory_mb=None, memory_usage=None)
+
+
+def test_speedup_interval_is_the_seeded_bootstrap_and_repeats_exactly():
+    from perfrepro.metrics import optimization
+    from perfrepro.metrics.uncertainty import bootstrap_interval
+
+    # many distinct values, so two unseeded bootstraps would almost surely give different quantiles
+    speedups = [1.0, 1.13, 1.37, 1.52, 1.9, 2.21, 2.6, 3.05, 3.7, 4.4, 5.3, 7.9]
+    first = optimization._row("generated", speedups, [True] * 12, [0.5] * 12)
+    again = optimization._row("generated", speedups, [True] * 12, [0.5] * 12)
+    assert (first.speedup_lo, first.speedup_hi) == (again.speedup_lo, again.speedup_hi) == bootstrap_interval(speedups, seed=0)
+
+
+def test_enamel_eff_skips_a_level_the_reference_failed():
+    from perfrepro.metrics.optimization import enamel_task_eff
+
+    # level 1: timeout 2 x 1.0, (2 - 1.5) / (2 - 1) = 0.5 at weight 3; level 2 skipped (no reference
+    # time); level 3: (2 - 1) / (2 - 1) = 1.0 at weight 4
+    score = enamel_task_eff({1: 1.5, 2: 1.0, 3: 1.0}, {1: 1.0, 2: None, 3: 1.0}, correct=True)
+    assert score == pytest.approx((3 * 0.5 + 4 * 1.0) / 7)
+
+
+def test_outcomes_are_the_tasks_with_a_slow_program_and_carry_the_slow_programs_eff():
+    from perfrepro.metrics.optimization import task_outcomes
+
+    data = [_level("T/0", 1, "slow", 1.5), _level("T/0", 1, "reference", 1.0), _level("T/0", 1, "generated", 1.0),
+            _level("T/1", 1, "slow", 2.0),  # nothing else measured: still a task
+            _level("T/2", 1, "generated", 1.0)]  # no slow program: not a task of this run
+    outcomes, excluded = task_outcomes(data, samples=1)
+    assert [o.task_id for o in outcomes] == ["T/0", "T/1"] and excluded == []
+    # the slow program is correct by construction: (2 x 1.0 - 1.5) / (2 x 1.0 - 1.0) = 0.5
+    assert outcomes[0].slow_correct and outcomes[0].slow_eff == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("key", ["T/1@Lx", "T/1@L", "5", "T/1"])
+def test_split_level_key_rejects_ids_without_a_numeric_level(key):
+    from perfrepro.metrics.optimization import split_level_key
+
+    with pytest.raises(ValueError, match="is not a per-level task id"):
+        split_level_key(key)
