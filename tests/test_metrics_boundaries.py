@@ -632,3 +632,17 @@ def test_outcomes_of_a_sample_missing_a_level_or_missing_entirely():
     assert outcome.t_generated == (None, None) and outcome.t_slow == 12.0
     first, best = opt.summarize([outcome], samples=2)[:2]
     assert (first.pct_correct, best.pct_correct, best.speedup) == (0.0, 0.0, 1.0)
+
+
+def test_invalid_utf8_on_a_junk_line_does_not_hide_the_record():
+    result = sandbox_ok(ok_row())
+    result = SandboxResult(**{**result.__dict__, "channel": b"\xff\xfe junk \xc3\x28\n" + result.channel})
+    record = read_record(result, NONCE)
+    assert record.passed and record.n == 4
+
+
+def test_an_ok_record_without_n_counts_zero_runs():
+    row = ok_row()
+    del row["n"]
+    record = read_record(sandbox_ok(row), NONCE)
+    assert record.passed and record.n == 0
