@@ -381,8 +381,14 @@ def test_deleting_and_overwriting_files_outside_the_working_dir_fails(task, cana
 
 def test_kill_minus_one_and_killpg_leave_the_canary_process_alive(task, canaries):
     prove_isolation(canaries)
+    ours = os.readlink("/proc/self/ns/pid")
     record, result = run_solution(task, f"""
         import os, signal
+        # the same process proves its own isolation before any signal: nobody, another PID namespace
+        # (so -1 and the parent's group reach only the sandbox's own processes)
+        if os.getuid() != {NOBODY.pw_uid} or os.readlink("/proc/self/ns/pid") == {ours!r}:
+            print("NOT ISOLATED")
+            raise SystemExit(3)
         for attempt in (lambda: os.kill(-1, signal.SIGKILL),
                         lambda: os.killpg({canaries.sleeper.pid}, signal.SIGKILL),
                         lambda: os.kill({canaries.sleeper.pid}, signal.SIGKILL),
@@ -395,6 +401,7 @@ def test_kill_minus_one_and_killpg_leave_the_canary_process_alive(task, canaries
             def canAliceWin(self, n):
                 return n >= 10
     """)
+    assert "NOT ISOLATED" not in result.stdout_tail, "the payload's own isolation check failed; no signal was sent"
     assert record.status != "ok"
     time.sleep(0.2)
     assert canaries.sleeper.poll() is None, "kill(-1) from the sandbox reached the canary process"
