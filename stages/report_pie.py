@@ -1,12 +1,12 @@
 """Stage `report_pie`: PIE-track timings -> metrics/optimization.json and metrics/optimization.md
-(params: pie.samples, llm.backend, llm.model, timing.backend).
+(params: pie.samples, llm.backend, llm.model, timing.backend, pie.protocol, pie.enamel).
 
 Speedup (mean over tasks of max(1, t_slow / t_generated), an incorrect or missing program counting
 1.0), %Opt (correct and speedup >= 1.10), %Correct and ENAMEL's eff@1, for the generated programs
 (and Best@k when pie.samples > 1), the ENAMEL reference (the human ceiling) and the slow program.
 One row per model besides: every run under `--rows` (data/pie/rows/<role>/{completions.jsonl,timings}:
 the base model with the plain and the conditioned prompt, the fine-tuned model), each against the
-slow program timed in its own run.
+slow program timed in its own run. Under `pie.protocol: enamel`: ENAMEL's eff@k and pass@k instead.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from perfrepro.environment import fingerprint
 from perfrepro.io import atomic_outputs, write_json, write_text
 from perfrepro.logs import setup_logging
 from perfrepro.metrics.optimization import model_rows, optimization_metrics, summarize, task_outcomes
-from perfrepro.report import optimization_table, optimization_task_table
+from perfrepro.report import enamel_report, optimization_table, optimization_task_table
 from perfrepro.records import Completion, Measurement, RecordError, read_jsonl
 
 log = logging.getLogger("report_pie")
@@ -39,18 +39,22 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def per_model_rows(rows_dir: Path, samples: int) -> list:
-    """The generated rows of each run under `rows_dir`, in MODEL_ROLES order, labelled by its model."""
+def model_runs(rows_dir: Path) -> list[tuple[str, str, list[Measurement]]]:
+    """(role, model, measurements) of each run under `rows_dir`, in MODEL_ROLES order."""
     found = []
     for role in MODEL_ROLES:
         run = rows_dir / role
         if not (run / "timings" / "measurements.jsonl").is_file():
             continue
         completions = read_jsonl(run / "completions.jsonl", Completion)
-        model = completions[0].model if completions else role
-        outcomes, _ = task_outcomes(read_jsonl(run / "timings" / "measurements.jsonl", Measurement), samples)
-        found += model_rows(outcomes, samples, role, model)
+        found.append((role, completions[0].model if completions else role,
+                      read_jsonl(run / "timings" / "measurements.jsonl", Measurement)))
     return found
+
+
+def per_model_rows(runs: list[tuple[str, str, list[Measurement]]], samples: int) -> list:
+    """The generated rows of each model run, labelled by its model."""
+    return [row for role, model, run in runs for row in model_rows(task_outcomes(run, samples)[0], samples, role, model)]
 
 
 def main(argv=None) -> int:
@@ -59,10 +63,21 @@ def main(argv=None) -> int:
     try:
         params = load_params(args.params)
         measurements = read_jsonl(args.timings / "measurements.jsonl", Measurement)
-        extra = per_model_rows(args.rows, params.pie.samples)
+        runs = model_runs(args.rows)
     except (ConfigError, RecordError, FileNotFoundError) as exc:
         log.error("%s", exc)
         return 1
+    if params.pie.protocol == "enamel":  # ENAMEL's eff@k and pass@k (perfrepro.metrics.enamel)
+        enamel = params.pie.enamel
+        header = f"Model `{params.llm.model}` (llm.backend {params.llm.backend}); samples {params.pie.samples}."
+        metrics, text = enamel_report(measurements, runs, enamel.level_weights, enamel.timeout_factor,
+                                      params.pie.samples, params.llm.model, header)
+        with atomic_outputs(args.metrics, args.table) as (metrics_out, table_out):
+            write_json(metrics_out, {**metrics, "run_info": fingerprint()})
+            write_text(table_out, text)
+        print(text.split("## Per task")[0], file=sys.stderr)
+        return 0
+    extra = per_model_rows(runs, params.pie.samples)
     outcomes, excluded = task_outcomes(measurements, params.pie.samples)
     rows = summarize(outcomes, params.pie.samples)
     rows = rows[:-2] + extra + rows[-2:]  # the per-model rows above the reference and the slow program
