@@ -152,6 +152,7 @@ class EnamelConfig:
     memory_mb: int = 4096
     reference_timeout_s: float = 600.0  # the sandbox's wall limit on the reference's run (ENAMEL has none)
     sample_sets: tuple[str, ...] | None = ("humanevalplus-canonical",)  # ENAMEL samples files scored as rows
+    clock: Literal["wall", "cpu"] = "wall"  # wall: ENAMEL's; cpu: the call's CPU time and a CPU-time limit
 
 
 @dataclass(frozen=True)

@@ -223,3 +223,16 @@ def test_one_task_through_the_sandbox():
     scores = enamel_scores(measurements)
     assert scores["generated"][0].passed == (True, False, True, False, False)
     assert scores["generated"][0].effs[1] == scores["generated"][0].effs[3] == 0.0
+
+
+def test_cpu_clock_does_not_count_time_off_the_cpu():
+    """clock cpu (not ENAMEL's): a call that sleeps spends no CPU time, so it neither times out
+    nor scores slow; on ENAMEL's wall clock the same call overruns T + tolerance on level 0."""
+    inputs = generate_enamel_inputs(TASK, seed=1, tests_per_level=(1, 1, 1, 1))
+    sleeper = "def double(n):\n    time.sleep(0.1)\n    return 2 * n\n"  # ENAMEL's namespace holds `time`
+    by_clock = {}
+    for clock in ("wall", "cpu"):
+        settings = EnamelSettings(repeats=2, tolerance_s=0.02, reference_timeout_s=60.0, clock=clock)
+        measurements = measure_enamel_task(settings, (TASK, copy.deepcopy(inputs), [Candidate("generated", 0, sleeper)]))
+        by_clock[clock] = [m.status for m in measurements if m.role == "generated"]
+    assert by_clock == {"wall": ["timeout"] * 4, "cpu": ["ok"] * 4}

@@ -16,7 +16,9 @@ Scoring is perfrepro.metrics.enamel.
 What a timed call contains is ENAMEL's: only the call of the entry point, on a deep copy of the
 input, with the garbage collector off; the program's module-level code runs untimed before each
 call, in a fresh namespace where ``print`` and ``input`` are None (as in ENAMEL). The clock is
-``time.perf_counter`` (ENAMEL's ``time.time`` has a coarser tick on some systems).
+``time.perf_counter`` (ENAMEL's ``time.time`` has a coarser tick on some systems); with
+``clock: cpu`` (a difference from ENAMEL, off by default) it is the process's CPU time instead, and
+the limit a CPU-time limit, so other work on a shared machine neither slows nor times out a call.
 
 Unlike ENAMEL, which runs every program inside its own process, each program runs in its own
 sandboxed process (perfrepro.execution.sandbox): generated code is untrusted. The process reports
@@ -61,6 +63,7 @@ class EnamelSettings:
     tolerance_s: float = 0.01
     memory_mb: int = 4096
     reference_timeout_s: float = 600.0
+    clock: str = "wall"  # wall (ENAMEL's) | cpu (the process's CPU time, and a CPU-time limit)
 
     def repeats_at(self, level: int) -> int:
         """ENAMEL repeats only the levels that count: a level of weight 0 runs once."""
@@ -90,7 +93,7 @@ import time as _time
 
 _write, _exit, _read, _perf, _setitimer = _os.write, _os._exit, _os.read, _time.perf_counter, _signal.setitimer
 _dumps, _deepcopy, _compile, _exec, _Base = _json.dumps, _copy.deepcopy, compile, exec, BaseException
-_ITIMER, _gc_off, _gc_on, _gc_state = _signal.ITIMER_REAL, _gc.disable, _gc.enable, _gc.isenabled
+_gc_off, _gc_on, _gc_state = _gc.disable, _gc.enable, _gc.isenabled
 _BUILTINS = dict(vars(__import__("builtins")))
 
 
@@ -132,7 +135,12 @@ def _main():
         report(level=0, cid=0, status="crash", error="does not compile: %s: %s" % (type(exc).__name__, exc))
         _exit(0)
     limit, entry_point = task["limit_s"], task["entry_point"]
-    _signal.signal(_signal.SIGALRM, _expired)
+    if task["clock"] == "cpu":  # this process's CPU time: what other processes on the machine do is not counted
+        _now, timer = _time.process_time, _signal.ITIMER_PROF
+        _signal.signal(_signal.SIGPROF, _expired)
+    else:  # ENAMEL's: elapsed wall-clock time
+        _now, timer = _perf, _signal.ITIMER_REAL
+        _signal.signal(_signal.SIGALRM, _expired)
     for level, cid, args, answer, repeats in task["tests"]:
         times = []
         status, error = "ok", None
@@ -145,14 +153,14 @@ def _main():
                 _gc_off()
                 try:  # the limit covers the program's own top level too, as in ENAMEL; the clock only the call
                     if limit:
-                        _setitimer(_ITIMER, limit)
+                        _setitimer(timer, limit)
                     _exec(code, namespace)
                     function = namespace[entry_point]
-                    t0 = _perf()
+                    t0 = _now()
                     output = function(*call_args)
-                    t1 = _perf()
+                    t1 = _now()
                 finally:
-                    _setitimer(_ITIMER, 0)
+                    _setitimer(timer, 0)
                     if enabled:
                         _gc_on()
                 accepted = check(args, answer, output)
@@ -198,7 +206,7 @@ def task_payload(task: OptTask, code: str, inputs: TaskInputs, settings: EnamelS
     tests = [(t["level"], t["cid"], tuple(t["args"]), t["answer"], settings.repeats_at(t["level"])) for t in inputs.tests]
     return pickle.dumps({
         "prompt": task.statement, "checker": task.checker, "entry_point": task.entry_point, "code": code,
-        "tests": tests, "limit_s": limit_s,
+        "tests": tests, "limit_s": limit_s, "clock": settings.clock,
     }, protocol=4)
 
 
@@ -398,7 +406,8 @@ class EnamelProtocol:
         self.settings = dataclasses.asdict(config)
         self.enamel = EnamelSettings(repeats=config.repeats, level_weights=tuple(config.level_weights),
                                      timeout_factor=config.timeout_factor, tolerance_s=config.tolerance_s,
-                                     memory_mb=config.memory_mb, reference_timeout_s=config.reference_timeout_s)
+                                     memory_mb=config.memory_mb, reference_timeout_s=config.reference_timeout_s,
+                                     clock=config.clock)
         self.sample_sets = {name: read_sample_set(Path(samples_dir) / f"{name}.json", task_ids)
                             for name in config.sample_sets or ()}
 
