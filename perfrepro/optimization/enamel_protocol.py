@@ -135,8 +135,9 @@ def _main():
         report(level=0, cid=0, status="crash", error="does not compile: %s: %s" % (type(exc).__name__, exc))
         _exit(0)
     limit, entry_point = task["limit_s"], task["entry_point"]
-    if task["clock"] == "cpu":  # this process's CPU time: what other processes on the machine do is not counted
-        _now, timer = _time.process_time, _signal.ITIMER_PROF
+    if task["clock"] == "cpu":  # CPU time: what other processes on the machine do is not counted
+        # the thread's clock: the process's one ticks in jiffies once a CPU timer is armed (RLIMIT_CPU, ITIMER_PROF)
+        _now, timer = _time.thread_time, _signal.ITIMER_PROF
         _signal.signal(_signal.SIGPROF, _expired)
     else:  # ENAMEL's: elapsed wall-clock time
         _now, timer = _perf, _signal.ITIMER_REAL
