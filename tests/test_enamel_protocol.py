@@ -235,4 +235,7 @@ def test_cpu_clock_does_not_count_time_off_the_cpu():
         settings = EnamelSettings(repeats=2, tolerance_s=0.02, reference_timeout_s=60.0, clock=clock)
         measurements = measure_enamel_task(settings, (TASK, copy.deepcopy(inputs), [Candidate("generated", 0, sleeper)]))
         by_clock[clock] = [m.status for m in measurements if m.role == "generated"]
+        # a clock that ticks in jiffies would give the microsecond reference calls 0 (the process's
+        # CPU clock does under the sandbox's RLIMIT_CPU)
+        assert all(m.execution_time > 0 for m in measurements if m.role == "reference")
     assert by_clock == {"wall": ["timeout"] * 4, "cpu": ["ok"] * 4}
