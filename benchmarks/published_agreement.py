@@ -218,7 +218,7 @@ def main(argv=None) -> int:
     parser.add_argument("--tasks", type=int, default=None, help="the first N of the 142 tasks (default: all)")
     parser.add_argument("--level", type=int, default=1, help="ENAMEL level whose tests valgrind counts (part 4)")
     parser.add_argument("--samples-per-model", type=int, default=3, help="EvalPerf samples per model and task (part 4)")
-    parser.add_argument("--valgrind-timeout-s", type=float, default=120.0, help="per valgrind run; over it = slowest")
+    parser.add_argument("--valgrind-timeout-s", type=float, default=60.0, help="per valgrind run; over it = slowest")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--enam-python", default=os.environ.get("ENAM_PYTHON"),
                         help="an interpreter with enam 0.2.0 installed (part 3; default $ENAM_PYTHON, else skipped)")

@@ -19,13 +19,19 @@ helpers (perfrepro.optimization.helpers), which are not stream-compatible.
 
 from __future__ import annotations
 
-import copy
 import random
 import string
 import time
-from typing import Any, Sequence
+from typing import Sequence
 
-from perfrepro.optimization.inputs import InputGenerationError, TaskInputs, _as_args, _time_limit, load_function
+from perfrepro.optimization.inputs import (
+    InputGenerationError,
+    TaskInputs,
+    _as_args,
+    _time_limit,
+    load_function,
+    reference_answer,
+)
 from perfrepro.records import OptTask
 
 ENAMEL_SEED = 998244353
@@ -168,13 +174,7 @@ def generate_enamel_inputs(
                 raise
             except Exception as exc:  # dataset code: report, don't crash
                 raise InputGenerationError(f"{where}: generator failed ({type(exc).__name__}: {exc})") from None
-            try:
-                with _time_limit(call_timeout_s, f"{where}: reference"):
-                    answer = reference(*copy.deepcopy(args))
-            except InputGenerationError:
-                raise
-            except Exception as exc:
-                raise InputGenerationError(f"{where}: reference failed ({type(exc).__name__}: {exc})") from None
+            answer = reference_answer(reference, args, call_timeout_s, where)
             result.tests.append({"level": level, "cid": cid, "size": size, "args": args, "answer": answer})
         offset += count
     return result

@@ -123,6 +123,17 @@ def _accepts(check: Callable, args: tuple, answer: Any, output: Any) -> bool:
         return False
 
 
+def reference_answer(reference: Callable, args: tuple, call_timeout_s: float, where: str) -> Any:
+    """The reference's output on a copy of `args`; InputGenerationError when it fails or hangs."""
+    try:
+        with _time_limit(call_timeout_s, f"{where}: reference"):
+            return reference(*copy.deepcopy(args))
+    except InputGenerationError:
+        raise
+    except Exception as exc:
+        raise InputGenerationError(f"{where}: reference failed ({type(exc).__name__}: {exc})") from None
+
+
 def _as_args(value: Any) -> tuple:
     return tuple(value) if isinstance(value, (tuple, list)) else (value,)
 
@@ -160,13 +171,7 @@ def generate_task_inputs(
                 raise
             except Exception as exc:
                 raise InputGenerationError(f"{where}: generator failed ({type(exc).__name__}: {exc})") from None
-            try:
-                with _time_limit(call_timeout_s, f"{where}: reference"):
-                    answer = reference(*copy.deepcopy(args))
-            except InputGenerationError:
-                raise
-            except Exception as exc:
-                raise InputGenerationError(f"{where}: reference failed ({type(exc).__name__}: {exc})") from None
+            answer = reference_answer(reference, args, call_timeout_s, where)
             if not _accepts(check, args, answer, copy.deepcopy(answer)):  # outside the contract (HumanEval/32 with xs = [0, 0])
                 if level > 0:
                     raise InputGenerationError(f"{where}: ENAMEL's checker rejects the reference's own answer")
