@@ -228,6 +228,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "published_agreement.json")
     args = parser.parse_args(argv)
     tasks = load_opt_tasks(ENAMEL_DIR)[: args.tasks]
+    if args.skip_eff:  # part 4 alone needs the EvalPerf tasks' inputs only
+        tasks = [t for t in tasks if t.id in evalperf_pool({t.id for t in tasks}, 1)]
     parts: list[dict] = []
     result: dict = {"tasks": len(tasks), "cpu_count": os.cpu_count(), "parts": parts}
     dask = f"dask LocalCluster, {args.workers} workers"
