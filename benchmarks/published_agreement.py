@@ -31,6 +31,7 @@ import argparse
 import functools
 import glob
 import hashlib
+import inspect
 import json
 import os
 import statistics
@@ -89,9 +90,9 @@ def make_inputs(tasks, out: Path, workers: int) -> PieTaskDir:
 
 
 def input_digest(inputs: TaskInputs) -> str:
-    """sha256 of every test's input, in ENAMEL's order (what part 3 compares with enam's tests)."""
+    """sha256 of every test's (input, answer), in ENAMEL's order (part 3 compares it with enam's)."""
     sys.set_int_max_str_digits(0)
-    return hashlib.sha256("\n".join(repr(tuple(t["args"])) for t in inputs.tests).encode()).hexdigest()
+    return hashlib.sha256("\n".join(canonical((tuple(t["args"]), t["answer"])) for t in inputs.tests).encode()).hexdigest()
 
 
 # ---- part 2: eff@1 of the canonical sets ----
@@ -106,15 +107,26 @@ def canonical_effs(task_dir: PieTaskDir, clock: str) -> dict:
 
 # ---- part 3: enam 0.2.0 itself, in its own interpreter ----
 
-ENAM_SCRIPT = r'''
+def canonical(x) -> str:
+    """A repr that does not depend on the process's hash seed: a set's elements sorted."""
+    if isinstance(x, (set, frozenset)):
+        return "{" + ", ".join(sorted(canonical(v) for v in x)) + "}"
+    if isinstance(x, dict):
+        return "{" + ", ".join(canonical(k) + ": " + canonical(v) for k, v in x.items()) + "}"
+    if isinstance(x, (list, tuple)):
+        return ("(%s)" if isinstance(x, tuple) else "[%s]") % ", ".join(canonical(v) for v in x)
+    return repr(x)
+
+
+ENAM_SCRIPT = inspect.getsource(canonical) + r'''
 import hashlib, json, os, sys, tempfile
 sys.set_int_max_str_digits(0)
 from enam.evaluate import Evaluator
 csv, subset, out = sys.argv[1], [int(i) for i in sys.argv[2].split(",")], sys.argv[3]
 ev = Evaluator(csv, subset, [8, 4, 4, 4], 6, [0., 3., 3., 4.], 4., 2., 0.01, 998244353)  # demo.py's defaults
 ev.make_tests()
-result = {"digests": {i: hashlib.sha256("\n".join(repr(tuple(t.input) if isinstance(t.input, (list, tuple)) else (t.input,))
-                                                  for _, tests in ev.tests[i] for t in tests).encode()).hexdigest()
+result = {"digests": {i: hashlib.sha256("\n".join(canonical((tuple(t.input) if isinstance(t.input, (list, tuple)) else (t.input,),
+                                                              t.answer)) for _, tests in ev.tests[i] for t in tests).encode()).hexdigest()
                       for i in subset}}
 with tempfile.TemporaryDirectory() as tmp:
     for name in sys.argv[4:]:
@@ -132,7 +144,8 @@ def run_enam(python: str, tasks) -> dict:
     files = [str(ENAMEL_DIR / "samples" / f"{name}.json") for name in SETS.values()]
     with tempfile.TemporaryDirectory(prefix="enam-") as tmp:
         out = Path(tmp) / "enam.json"
-        env = {"PATH": "/usr/bin:/bin", "HOME": tmp}  # no PYTHONPATH: enam's venv only
+        # no PYTHONPATH: enam's venv only; the hash seed ours run under (three generators iterate over a set of str)
+        env = {"PATH": "/usr/bin:/bin", "HOME": tmp, "PYTHONHASHSEED": "0"}
         subprocess.run([python, "-c", ENAM_SCRIPT, str(ENAMEL_DIR / "enamel.csv"), subset, str(out), *files],
                        check=True, env=env, cwd=tmp, stdout=subprocess.DEVNULL)
         return json.loads(out.read_text())
@@ -256,7 +269,7 @@ def main(argv=None) -> int:
                              lambda: run_enam(args.enam_python, tasks), parts)
                 ours = {t.id.split("/")[1]: input_digest(task_dir.inputs(t.id)) for t in task_dir.tasks}
                 same = sum(enam["digests"][i] == d for i, d in ours.items())
-                print(f"enam's tests equal ours on {same} of {len(ours)} tasks")
+                print(f"enam's tests (inputs and answers) equal ours on {same} of {len(ours)} tasks")
                 enam_rows = []
                 for role, (name, eff, _) in PUBLISHED.items():
                     run = enam[f"{SETS[role]}.json"]
