@@ -214,7 +214,9 @@ def spearman_table(task_dir: PieTaskDir, level: int, per_model: int, workers: in
         per_task[task_id] = {"samples": len(samples), "clusters": clusters, "kept": len(values), "failed": failed,
                              "timeouts": sum(1 for _, n in values if n == float("inf")), "spearman": rho,
                              "median_count_by_cluster": {c: statistics.median(n for cc, n in values if cc == c)
-                                                         for c in kept_clusters}}
+                                                         for c in kept_clusters},
+                             "programs": [{"model": model, "cluster": c, "status": counts[(task_id, code)][0],
+                                           "instructions": counts[(task_id, code)][1]} for model, c, code in samples]}
         rows.append([task_id, len(samples), len(set(code for _, _, code in samples)), ",".join(map(str, clusters)),
                      failed, per_task[task_id]["timeouts"], "-" if rho is None else f"{rho:+.2f}",
                      " / ".join(f"{c}: {format_count(n)}" for c, n in per_task[task_id]["median_count_by_cluster"].items())])

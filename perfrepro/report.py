@@ -230,7 +230,7 @@ def enamel_row_name(role: str, model: str) -> str:
 
 def enamel_table(rows: Sequence[EnamelRow], model: str) -> str:
     """eff@k (eff@1 with its 95% bootstrap interval over tasks) and pass@k per row (markdown)."""
-    body = [[enamel_row_name(row.role, model), row.tasks, row.k, f"{row.eff:.3f}",
+    body = [[row.label or enamel_row_name(row.role, model), row.tasks, row.k, f"{row.eff:.3f}",
              format_interval(row.eff_lo, row.eff_hi, 3), f"{row.pass_rate:.3f}"]
             for row in rows]
     return tabulate(body, headers=["program", "tasks", "k", "eff@k", "eff@1" + CI_SUFFIX, "pass@k"],
@@ -280,7 +280,8 @@ def enamel_report(measurements: Sequence[Measurement], model_runs: Sequence[tupl
     extra = []
     for role, run_model, run in model_runs:
         generated = enamel_scores(run, weights, alpha).get("generated", [])
-        extra += [dataclasses.replace(row, role=f"{role} ({run_model})") for row in enamel_rows({"generated": generated}, ks)]
+        extra += [dataclasses.replace(row, role=role, label=f"{role} ({run_model})")
+                  for row in enamel_rows({"generated": generated}, ks)]
     rows = rows[:1] + extra + rows[1:] if rows and rows[0].role == "generated" else extra + rows
     tasks = len(next(iter(scores.values()), []))
     text = "\n".join([

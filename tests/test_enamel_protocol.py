@@ -239,3 +239,24 @@ def test_cpu_clock_does_not_count_time_off_the_cpu():
         # CPU clock does under the sandbox's RLIMIT_CPU)
         assert all(m.execution_time > 0 for m in measurements if m.role == "reference")
     assert by_clock == {"wall": ["timeout"] * 4, "cpu": ["ok"] * 4}
+
+
+def test_enamel_report_rows_metric_keys_and_another_models_rows():
+    from perfrepro.report import enamel_report
+
+    def levels_of(role, times, sample=0):
+        return [Measurement(level_key("T/1", lv), role, "enamel", "ok" if t is not None else "wrong_answer", t,
+                            "ms", None, None, sample=sample) for lv, t in times.items()]
+
+    wrong = {0: None, 1: None, 2: None, 3: None}
+    main = (levels_of("reference", REF) + levels_of("slow", {0: 0.1, 1: 1.0, 2: 3.0, 3: 8.0})
+            + levels_of("humanevalplus-canonical", REF) + levels_of("generated", wrong))
+    other = levels_of("reference", REF) + levels_of("slow", REF) + levels_of("generated", REF)
+    metrics, text = enamel_report(main, [("finetuned", "m+lora", other)], (0, 3, 3, 4), 2.0, 1, "m", "header")
+    assert metrics["optimization.enamel.slow.eff_at_1"] == 0.55
+    assert metrics["optimization.enamel.humanevalplus-canonical.eff_at_1"] == 1.0
+    assert metrics["optimization.enamel.generated.eff_at_1"] == 0.0 and metrics["optimization.enamel.generated.pass_at_1"] == 0.0
+    assert metrics["optimization.enamel.finetuned.eff_at_1"] == 1.0
+    table = text.split("## Per task")[0]
+    order = [table.index(name) for name in ("generated (m)", "finetuned (m+lora)", "HumanEval+ canonical", "HumanEval canonical")]
+    assert order == sorted(order)

@@ -117,6 +117,7 @@ class EnamelRow:
     pass_rate: float
     eff_lo: float | None = None
     eff_hi: float | None = None
+    label: str = ""  # a table label other than the role's (another model run's rows)
 
 
 def enamel_row(role: str, scores: Sequence[EnamelTaskScore], k: int = 1) -> EnamelRow:
