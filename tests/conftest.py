@@ -2,8 +2,10 @@
 
 An autouse fixture compares what exists before and after each test (and the session), and fails
 the test that leaves behind:
-- a process of its own tree (descendants of this pytest process that were not there before);
-- a listening TCP port owned by that tree;
+- a process of its own tree: one started since, by this pytest process or by such a process (a
+  process a longer-lived one started, such as a Dask worker its nanny restarts, belongs to that
+  one and is checked when it ends; a process that daemonizes away from the tree is not seen);
+- a listening TCP port held by this process or such a process;
 - a `perfrepro-*` directory in the temp dir;
 - a changed file in the repository: a new, deleted or rewritten file anywhere in the checkout
   except inside ignored directories (whose own entries are still watched), `__pycache__` and
@@ -23,6 +25,7 @@ import functools
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -64,26 +67,34 @@ def _descendants(pid: int) -> set[int]:
     return found
 
 
-def _process(pid: int) -> tuple[int, str, str] | None:
-    """(pid, start time, command line) of a live (not zombie) process, or None."""
+@dataclass(frozen=True)
+class Process:
+    pid: int
+    started: str  # clock ticks after boot: with the pid, names one process even when pids are reused
+    parent: int
+    command: str
+
+
+def _process(pid: int) -> Process | None:
+    """A live (not zombie) process, or None."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
     except OSError:
         return None
     fields = stat[stat.rindex(")") + 2:].split()
-    if fields[0] == "Z":
-        return None
-    return pid, fields[19], cmdline
+    return None if fields[0] == "Z" else Process(pid, fields[19], int(fields[1]), cmdline)
 
 
-def _processes() -> set[tuple[int, str, str]]:
-    found = {_process(pid) for pid in _descendants(os.getpid())}
-    return {p for p in found if p is not None and not any(helper in p[2] for helper in LIFETIME_HELPERS)}
+def _processes() -> dict[tuple[int, str], Process]:
+    found = (_process(pid) for pid in _descendants(os.getpid()))
+    return {(p.pid, p.started): p for p in found
+            if p is not None and not any(helper in p.command for helper in LIFETIME_HELPERS)}
 
 
-def _socket_inodes(pids: set[int]) -> set[str]:
-    inodes = set()
+def _sockets(pids: set[int]) -> dict[str, int]:
+    """The sockets the processes `pids` hold: inode -> pid."""
+    sockets = {}
     for pid in pids:
         try:
             fds = os.listdir(f"/proc/{pid}/fd")
@@ -95,8 +106,14 @@ def _socket_inodes(pids: set[int]) -> set[str]:
             except OSError:
                 continue
             if target.startswith("socket:["):
-                inodes.add(target[8:-1])
-    return inodes
+                sockets[target[8:-1]] = pid
+    return sockets
+
+
+def _address(hex_address: str) -> str:
+    """/proc/net/tcp's address (host byte order, 32-bit words) as text."""
+    raw = b"".join(bytes.fromhex(hex_address[i:i + 8])[::-1] for i in range(0, len(hex_address), 8))
+    return socket.inet_ntop(socket.AF_INET if len(raw) == 4 else socket.AF_INET6, raw)
 
 
 def _listening_ports(inodes: set[str]) -> set[str]:
@@ -114,7 +131,7 @@ def _listening_ports(inodes: set[str]) -> set[str]:
             fields = line.split()
             if fields[3] == "0A" and fields[9] in inodes:  # 0A = LISTEN
                 address, port = fields[1].split(":")
-                ports.add(f"{table[-4:].strip('/')} {address}:{int(port, 16)}")
+                ports.add(f"{_address(address)}:{int(port, 16)}")
     return ports
 
 
@@ -179,20 +196,35 @@ def _changes(before: dict[str, object], after: dict[str, object]) -> list[str]:
 
 @dataclass(frozen=True)
 class Snapshot:
-    processes: set[tuple[int, str, str]]
-    sockets: set[str]  # inodes of the sockets this process's tree holds
+    processes: dict[tuple[int, str], Process]
+    sockets: dict[str, int]  # inode -> pid of the sockets this process's tree holds
     temp_dirs: set[str]
     repo: dict[str, object]
 
     @classmethod
     def take(cls) -> "Snapshot":
-        return cls(_processes(), _socket_inodes({os.getpid(), *_descendants(os.getpid())}), _temp_dirs(),
-                   _repo_state())
+        processes = _processes()
+        return cls(processes, _sockets({os.getpid(), *(pid for pid, _ in processes)}), _temp_dirs(), _repo_state())
+
+    def started_since(self, before: "Snapshot") -> list[Process]:
+        """The processes started since `before` by this process or by those of them: a process
+        that a longer-lived one (a module fixture's cluster) started, such as a worker its nanny
+        restarts, is that one's own and is checked when it ends."""
+        new = {key: p for key, p in self.processes.items() if key not in before.processes}
+        ours, parents = [], {os.getpid()}
+        while grown := [p for key, p in new.items() if p.parent in parents]:
+            for p in grown:
+                ours.append(new.pop((p.pid, p.started)))
+                parents.add(p.pid)
+        return sorted(ours, key=lambda p: p.pid)
 
     def leftovers(self, after: "Snapshot") -> dict[str, list[str]]:
+        processes = after.started_since(self)
+        holders = {os.getpid(), *(p.pid for p in processes)}
         found = {
-            "processes": [f"pid {pid}: {cmd[:200]}" for pid, _, cmd in sorted(after.processes - self.processes)],
-            "listening ports": sorted(_listening_ports(after.sockets - self.sockets)),
+            "processes": [f"pid {p.pid}: {p.command[:200]}" for p in processes],
+            "listening ports": sorted(_listening_ports({inode for inode, pid in after.sockets.items()
+                                                       if inode not in self.sockets and pid in holders})),
             f"{TEMP_PREFIX}* temp dirs": sorted(after.temp_dirs - self.temp_dirs),
             "changed repository files": _changes(self.repo, after.repo),
         }
@@ -208,9 +240,9 @@ def _check(before: Snapshot, who: str) -> None:
     if not found:
         return
     _reported.update(item for items in found.values() for item in items)
-    for pid, _, _ in after.processes - before.processes:
+    for process in after.started_since(before):
         try:
-            os.kill(pid, signal.SIGKILL)
+            os.kill(process.pid, signal.SIGKILL)
         except OSError:
             pass
     for name in after.temp_dirs - before.temp_dirs:

@@ -16,14 +16,30 @@ LEAKY_TESTS = '''
 import socket
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
+import pytest
+
 KEEP = []
+
+
+@pytest.fixture(scope="module")
+def helper():
+    """A longer-lived process that keeps starting short children, as a cluster's nanny does."""
+    process = subprocess.Popen(["sh", "-c", "while :; do sleep 0.05; done"])
+    yield process
+    process.kill()
+    process.wait()
 
 
 def test_clean(tmp_path):
     (tmp_path / "scratch.txt").write_text("tmp_path is the test's own")
     subprocess.run(["true"], check=True)
+
+
+def test_a_helper_s_children_are_the_helper_s(helper):
+    time.sleep(0.3)  # the helper started new processes meanwhile
 
 
 def test_leaves_a_process():
@@ -65,9 +81,11 @@ def test_each_kind_of_leftover_fails_the_test_that_left_it(tmp_path):
     report = done.stdout
     assert done.returncode == 1, report
     assert "PASSED tests/test_leaks.py::test_clean" in report, report
+    assert "PASSED tests/test_leaks.py::test_a_helper_s_children_are_the_helper_s" in report, report
+    assert "ERROR tests/test_leaks.py::test_a_helper_s_children_are_the_helper_s" not in report, report
     expected = {
         "test_leaves_a_process": "processes: ['pid",
-        "test_leaves_a_listening_port": "listening ports: ['tcp 0100007F:",
+        "test_leaves_a_listening_port": "listening ports: ['127.0.0.1:",
         "test_leaves_a_temp_dir": "perfrepro-* temp dirs: ['perfrepro-leak-",
         "test_changes_a_tracked_file": "changed repository files: ['tests/tracked.txt']",
         "test_adds_a_file_to_the_checkout": "changed repository files: ['tests/new.txt (new)']",
