@@ -36,6 +36,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMP_PREFIX = "perfrepro-"
+PRIVATE_PREFIX = "pytest-leftovers-"  # + pid: the session's private temp dir
 # interpreter-lifetime helpers a library may start once per process; they end with pytest
 LIFETIME_HELPERS = ("multiprocessing.resource_tracker", "multiprocessing.forkserver")
 # paths Python, pytest and pip write while tests run
@@ -253,10 +254,19 @@ def _check(before: Snapshot, who: str) -> None:
                 pytrace=False)
 
 
+def _remove_stale_private_dirs() -> None:
+    """The private temp dirs of sessions that were killed (no teardown ran): their pid is gone."""
+    for entry in os.scandir(tempfile.gettempdir()):
+        pid = entry.name[len(PRIVATE_PREFIX):].split("-")[0]
+        if entry.name.startswith(PRIVATE_PREFIX) and pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+            shutil.rmtree(entry.path, ignore_errors=True)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _session_leaves_nothing(tmp_path_factory):
     tmp_path_factory.getbasetemp()  # pytest's own tmp_path stays where pytest keeps it
-    private = tempfile.mkdtemp(prefix="pytest-leftovers-")
+    _remove_stale_private_dirs()
+    private = tempfile.mkdtemp(prefix=f"{PRIVATE_PREFIX}{os.getpid()}-")
     os.chmod(private, 0o711)  # tests that run as nobody reach their own directories in it
     saved = tempfile.tempdir, os.environ.get("TMPDIR")
     tempfile.tempdir = os.environ["TMPDIR"] = private  # stages run as subprocesses use it too
