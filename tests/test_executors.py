@@ -79,8 +79,16 @@ def test_deterministic_on_a_local_cluster_is_byte_identical_to_local(tmp_path, t
     assert dask[1] == local[1]  # raw.jsonl: every valgrind number, in task order
 
 
-def test_a_worker_killed_mid_task_gets_the_task_retried(tmp_path, tasks, cluster):
+@pytest.fixture
+def own_cluster():
+    """A cluster of the test's own: the worker its nanny restarts must not outlive the test."""
+    with make_executor(ExecutorConfig(kind="dask", workers=2, retries=2), progress=False) as executor:
+        yield executor
+
+
+def test_a_worker_killed_mid_task_gets_the_task_retried(tmp_path, tasks, own_cluster):
     # the completion sleeps at import (each timed call re-runs it): the task lasts a few seconds
+    cluster = own_cluster
     slow = [Completion(t.id, 0, "test", "ok", t.canonical_solution + "\nimport time\ntime.sleep(0.4)\n", None)
             for t in tasks[1:3]]
     client = cluster.client

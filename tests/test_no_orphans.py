@@ -1,13 +1,16 @@
-"""A killed measuring stage leaves no process behind: not its sandboxed runs, not valgrind.
+"""A killed measuring stage leaves nothing behind: not its sandboxed runs, not valgrind, not their
+run directories.
 
 The real `measure` stage runs the deterministic backend (valgrind) on a completion that never
 ends; once valgrind is running under it, the stage gets SIGTERM or SIGINT (Ctrl-C) and every
-process of its tree must be gone within seconds. The looping program is harmless.
+process of its tree must be gone within seconds, and no `perfrepro-*` directory may be left in
+its temp dir (a temp dir of the test's own: `$TMPDIR`). The looping program is harmless.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -63,13 +66,18 @@ def test_killing_a_measuring_stage_leaves_no_process_of_its_tree(tmp_path, how):
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["timing"].update(backend="deterministic", repeats=1, timeout_s=120.0)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    temp_dir = tmp_path / "tmp"
+    temp_dir.mkdir()
+    os.chmod(temp_dir, 0o755)  # as /tmp is for the sandbox's run dirs: nobody traverses it
     stage = subprocess.Popen(
         [sys.executable, str(ROOT / "stages" / "measure.py"), "--params", str(tmp_path / "params.yaml"),
          "--tasks", str(tmp_path / "tasks.jsonl"), "--completions", str(tmp_path / "completions.jsonl"),
          "--out", str(tmp_path / "timings")],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=_default_sigint)
+        cwd=ROOT, env={**os.environ, "TMPDIR": str(temp_dir)}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        preexec_fn=_default_sigint)
     try:
         tree = _valgrind_under(psutil.Process(stage.pid), deadline_s=90)
+        assert [p.name for p in temp_dir.iterdir()] == [], "the run dir is on the host while its program runs"
         stage.send_signal(how)
         stage.wait(timeout=30)
         deadline = time.monotonic() + 10
@@ -77,6 +85,7 @@ def test_killing_a_measuring_stage_leaves_no_process_of_its_tree(tmp_path, how):
             time.sleep(0.1)
         left = _alive(tree)
         assert left == [], f"processes outlived the stage: {left}"
+        assert [p.name for p in temp_dir.glob("perfrepro-*")] == []
         assert not (tmp_path / "timings" / "measurements.jsonl").exists()
     finally:
         if stage.poll() is None:
