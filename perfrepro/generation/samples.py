@@ -20,7 +20,6 @@ and its reader checks lines with ``assert`` (no line number for malformed JSON, 
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import tempfile
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from perfrepro.config import SamplesConfig
+from perfrepro.datasets.base import DatasetError, Row, read_rows
 from perfrepro.generation.client import BackendError, ChatRequest, ChatResult, prompt_hash
 from perfrepro.records import Completion, OptTask, Task
 
@@ -68,50 +68,31 @@ def samples_path(path: str | os.PathLike, model: str | None = None) -> Path:
                        f"(one file per model; found: {', '.join(found) or 'none'})")
 
 
-def _open_text(path: Path):
-    return gzip.open(path, "rt", encoding="utf-8") if path.name.endswith(".gz") else path.open(encoding="utf-8")
-
-
-def _sample(row: Any, path: Path, number: int, task_ids: Mapping[str, Any] | set, track: str) -> Sample:
-    where = f"samples file {path}, line {number}"
-    if not isinstance(row, dict):
-        raise SamplesError(f"{where}: expected a JSON object with task_id and solution or completion, "
-                           f"got {type(row).__name__}")
-    task_id = row.get("task_id")
+def _sample(row: Row, task_ids: Mapping[str, Any] | set, track: str) -> Sample:
+    where, data = f"samples file {row.where}", row.data
+    task_id = data.get("task_id")
     if not isinstance(task_id, str) or not task_id:
         raise SamplesError(f"{where}: field 'task_id' is missing or not a string")
     if task_id not in task_ids:
         raise SamplesError(f"{where}: task id {task_id!r} is not a task of the {track}")
     for name in ("solution", "completion"):
-        if name in row and not isinstance(row[name], str):
+        if name in data and not isinstance(data[name], str):
             raise SamplesError(f"{where}: field {name!r} of {task_id} is not a string "
                                f"(one sample per line: repeat the task_id for several)")
-    if "solution" not in row and "completion" not in row:
+    if "solution" not in data and "completion" not in data:
         raise SamplesError(f"{where}: {task_id} has neither 'solution' (a whole program) nor 'completion' "
                            f"(a body appended to the prompt)")
-    return Sample(task_id, number, row.get("solution"),
-                  None if "solution" in row else row["completion"])
+    return Sample(task_id, row.number, data.get("solution"), None if "solution" in data else data["completion"])
 
 
 def read_samples(path: str | os.PathLike, task_ids: Mapping[str, Any] | set, track: str = "track") -> list[Sample]:
-    """Every sample of a samples file, in file order. `task_ids` are the ids the track has (all of
-    them, not only the ones measured); `track` names it in the messages."""
-    path = Path(path)
-    samples = []
+    """Every sample of a samples file (.jsonl or .jsonl.gz), in file order. `task_ids` are the ids
+    the track has (all of them, not only the ones measured); `track` names it in the messages."""
     try:
-        with _open_text(path) as lines:
-            for number, line in enumerate(lines, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise SamplesError(f"samples file {path}, line {number}: not valid JSON "
-                                       f"({exc.msg}, column {exc.colno})") from None
-                samples.append(_sample(row, path, number, task_ids, track))
-    except (OSError, UnicodeDecodeError, EOFError) as exc:
-        raise SamplesError(f"samples file {path}: cannot be read ({exc})") from None
-    return samples
+        rows = read_rows(path, "samples")  # the project's one JSONL reader: file and line in every error
+    except DatasetError as exc:
+        raise SamplesError(str(exc)) from None
+    return [_sample(row, task_ids, track) for row in rows]
 
 
 def task_prompt(task: Task | OptTask) -> str:
