@@ -376,3 +376,54 @@ def test_samples_completions_stage_reads_params_and_stops_on_a_bad_id(tmp_path):
     failed = stage(bad)
     assert failed.returncode == 1
     assert f"samples file {bad}, line 2: task id 'Mbpp/3' is not a task of the optimization track" in failed.stderr
+
+
+def test_generate_stage_with_llm_backend_samples_on_the_efficiency_tasks(tmp_path):
+    import yaml
+
+    from perfrepro.datasets import load_task_source
+    from perfrepro.records import Completion, read_jsonl, write_jsonl
+
+    tasks = load_task_source(PARAMS.data.tasks_source, REPO / PARAMS.data.tasks)[:2]
+    write_jsonl(tmp_path / "tasks.jsonl", tasks)
+    folder = tmp_path / "samples"
+    folder.mkdir()
+    write_lines(folder / "my-model.jsonl", {"task_id": tasks[0].id, "solution": tasks[0].canonical_solution})
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["shots"] = 0
+    params["llm"].update(backend="samples", model="my-model")
+    params["data"]["tasks"] = str(REPO / PARAMS.data.tasks)
+    params["samples"]["backend"] = {"file": str(folder), "source": "a vLLM batch job"}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+
+    def generate() -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, str(REPO / "stages" / "generate.py"), "--params", "params.yaml",
+                               "--tasks", "tasks.jsonl", "--index", "no-index", "--out", "out/completions.jsonl"],
+                              cwd=tmp_path, capture_output=True, text=True,
+                              env={**__import__("os").environ, "PYTHONPATH": str(REPO)})
+
+    done = generate()
+    assert done.returncode == 0, done.stderr
+    completions = read_jsonl(tmp_path / "out" / "completions.jsonl", Completion)
+    assert [(c.task_id, c.status, c.code) for c in completions] == [
+        (tasks[0].id, "ok", tasks[0].canonical_solution), (tasks[1].id, "no_code", None)]
+    assert {c.model for c in completions} == {"my-model (a vLLM batch job)"}
+    write_lines(folder / "my-model.jsonl", {"task_id": "two-sum-but-not-here", "solution": "x"})
+    failed = generate()
+    assert failed.returncode == 1 and "my-model.jsonl, line 1: task id 'two-sum-but-not-here' is not a task of the " \
+                                       "efficiency track" in failed.stderr
+
+
+def test_row_names_say_the_model_and_where_its_code_came_from():
+    from perfrepro.report import experiment_name, optimization_experiment_rows
+
+    assert experiment_name(0, "m", "samples", "a vLLM batch job") == "m (a vLLM batch job)"
+    params = {"llm": {"model": "m", "backend": "samples"}, "pie": {"shots": 2, "prompt_style": "plain"},
+              "samples": {"backend": {"file": "f", "source": "EvalPerf samples, correct only"},
+                          "models": {"gpt": {"file": "g", "source": "EvalPerf samples, correct only"}}}}
+    flat = {"optimization.generated.speedup": 1.5, "optimization.samples.gpt.speedup": 2.0,
+            "optimization.samples.gpt.best_at_5.speedup": 3.0}
+    rows = optimization_experiment_rows([ExperimentResult("w", "w", params, {"metrics/optimization.json": flat})])
+    # no "2-shot plain": the samples were not asked by our prompts; the Best@5 row stays in optimization.md
+    assert [(name, values["speedup"]) for name, values in rows] == [
+        ("generated (m (EvalPerf samples, correct only))", 1.5), ("gpt (EvalPerf samples, correct only)", 2.0)]
