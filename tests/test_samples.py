@@ -427,3 +427,21 @@ def test_row_names_say_the_model_and_where_its_code_came_from():
     # no "2-shot plain": the samples were not asked by our prompts; the Best@5 row stays in optimization.md
     assert [(name, values["speedup"]) for name, values in rows] == [
         ("generated (m (EvalPerf samples, correct only))", 1.5), ("gpt (EvalPerf samples, correct only)", 2.0)]
+
+
+def test_report_pie_reads_each_configured_model_run_and_skips_a_missing_one(tmp_path):
+    from perfrepro.records import Completion, write_jsonl
+
+    from test_metrics_boundaries import lv
+
+    run = tmp_path / "rows" / "m"
+    write_jsonl(run / "completions.jsonl", [Completion("T/1", s, "m (tiny samples)", "ok", "x", "x") for s in range(2)])
+    # slow 8 ms; samples 2 ms (speedup 4) and 8 ms (speedup 1): @1 = 2.5, Best@2 = 4
+    write_jsonl(run / "timings" / "measurements.jsonl", [lv("T/1", 1, "slow", 8.0), lv("T/1", 1, "reference", 4.0),
+                                                          lv("T/1", 1, "generated", 2.0, sample=0),
+                                                          lv("T/1", 1, "generated", 8.0, sample=1)])
+    first, best = opt.samples_run_rows(tmp_path / "rows", ["absent", "m"], samples=2, k=2)
+    assert (first.label, first.key, first.speedup, first.k) == ("m (tiny samples)", "samples.m", 2.5, 1)
+    assert (best.label, best.speedup, best.k) == ("m (tiny samples) Best@2", 4.0, 2)
+    (only,) = opt.run_rows(tmp_path / "rows", ["m", "finetuned"], samples=1)  # sample 0 only
+    assert (only.label, only.speedup) == ("m (m (tiny samples))", 4.0)
