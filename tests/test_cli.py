@@ -245,6 +245,8 @@ def test_perfrepro_check_names_a_top_level_typo_and_what_to_do(tmp_path, capsys)
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     for key in ("corpus", "tasks", "enamel_dir", "humanevalplus", "pie_pairs"):
         params["data"][key] = str(REPO / params["data"][key])
+    for entry in (*params["samples"]["models"].values(), params["samples"]["backend"]):
+        entry["file"] = str(REPO / entry["file"])
     params["shotz"] = 2
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     assert cli.main(["check", "--params-only", "-C", str(tmp_path)]) == 1
