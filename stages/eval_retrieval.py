@@ -38,9 +38,10 @@ def main(argv=None) -> int:
     try:
         params = load_params(args.params)
         ks = tuple(sorted(set(params.retrieval.ks)))
-        hybrid = params.retrievers.hybrid if params.retrievers is not None else None
-        settings = ComparisonSettings(ks, params.seed, params.retrieval.protocol, max(max(ks), hybrid.depth if hybrid else 0),
-                                      tuple(params.adapters), params.retrieval.min_training_pairs)
+        hybrid_depth = params.retrievers.hybrid.depth if params.retrievers is not None else 0
+        settings = ComparisonSettings(ks, params.seed, params.retrieval.protocol, depth=max(max(ks), hybrid_depth),
+                                      variants=tuple(params.adapters),
+                                      min_training_pairs=params.retrieval.min_training_pairs)
         comparison = compare_retrievers(
             ComparisonInputs(args.embeddings, args.index, args.adapters, args.test, args.ooc), settings)
     except (ConfigError, RetrievalInputError, FileNotFoundError) as exc:

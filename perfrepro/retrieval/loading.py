@@ -116,7 +116,7 @@ def _load_linear(setup: RetrieverSetup, name: str | None) -> Retriever:
     from perfrepro.index.chroma import ChromaIndex
 
     evaluation = setup.evaluation
-    if evaluation is None:  # the index first: a missing one fails before the encoder loads
+    if evaluation is None:
         index, queries = ChromaIndex.open(setup.index_dir), ModelQueries(
             lambda: load_encoder(max_seq_length=setup.max_seq_length), setup.batch_size)
     else:

@@ -122,8 +122,8 @@ def markdown_report(comparison: Comparison) -> str:
             + markdown_table(comparison.ooc, settings.ks) + "\n"
         )
     text += "\n## What trained each variant\n\n| Model | training pairs | of which triplets | trained on |\n|---|---|---|---|\n"
-    text += "".join(f"| {e.display} | {e.training.n_train or 0} | {e.training.n_triplets or 0} | {e.training.data} |\n"
-                    for e in comparison.entries)
+    text += "".join(f"| {entry.display} | {entry.training.n_train or 0} | {entry.training.n_triplets or 0} | "
+                    f"{entry.training.data} |\n" for entry in comparison.entries)
     warnings = training_warnings(comparison)
     if warnings:
         text += "\nWarnings:\n\n" + "".join(f"- {w}\n" for w in warnings)
