@@ -89,6 +89,14 @@ benchmarks: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/pie_self_speedup.py --backend deterministic
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/pie_self_speedup.py --backend wall
 
+# Agreement with published results (README): ENAMEL's eff@1 of the canonical solutions and EvalPerf's
+# clusters, reproduced; about 30 min on 2 cores, never in CI. ENAM_PYTHON=<a venv's python with
+# enam==0.2.0> adds ENAMEL's own evaluator beside ours (its own venv: enam is never imported here).
+.PHONY: agreement
+agreement: install
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/published_agreement.py \
+		$(if $(ENAM_PYTHON),--enam-python $(ENAM_PYTHON)) $(AGREEMENT_ARGS)
+
 clean-venv:
 	rm -rf $(VENV)
 

@@ -140,12 +140,31 @@ class TimingConfig:
 
 
 @dataclass(frozen=True)
+class EnamelConfig:
+    """ENAMEL's evaluation protocol (pie.protocol: enamel). Every default is ENAMEL's own
+    (`enam` 0.2.0 and its demo.py); see perfrepro.optimization.enamel_protocol."""
+
+    seed: int = 998244353  # test (lid, cid) of task i is generated after random.seed(seed ^ i ^ (offset + cid))
+    tests_per_level: tuple[int, ...] = (8, 4, 4, 4)  # inputs per level 0-3
+    repeats: int = 6  # timed calls per test on a weighted level (weight-0 levels run once)
+    level_weights: tuple[float, ...] = (0.0, 3.0, 3.0, 4.0)  # ENAMEL's "hardness" of levels 0-3
+    timeout_factor: float = 2.0  # alpha: T = alpha x the largest reference level time
+    tolerance_s: float = 0.01  # each call's limit is T + tolerance_s
+    memory_mb: int = 4096
+    reference_timeout_s: float = 600.0  # the sandbox's wall limit on the reference's run (ENAMEL has none)
+    sample_sets: tuple[str, ...] | None = ("humanevalplus-canonical",)  # ENAMEL samples files scored as rows
+    clock: Literal["wall", "cpu"] = "wall"  # wall: ENAMEL's; cpu: the call's CPU time and a CPU-time limit
+
+
+@dataclass(frozen=True)
 class PieConfig:
     limit_tasks: int | None
     shots: int
     prompt_style: Literal["plain", "conditioned"]
     samples: int
     tests_per_level: int
+    protocol: Literal["perfrepro", "enamel"] = "perfrepro"  # enamel: ENAMEL's inputs, repeats, timeout and eff
+    enamel: EnamelConfig = EnamelConfig()
 
 
 @dataclass(frozen=True)
@@ -433,6 +452,7 @@ def _check_ranges(params: Params) -> None:
     require(params.negatives.limit >= 0, "negatives.limit: expected >= 0")
     require(params.pie.samples >= 1, "pie.samples: expected >= 1")
     require(params.pie.shots >= 0, "pie.shots: expected >= 0")
+    _check_enamel(params.pie.enamel, require)
     ft = params.finetune
     require(0.0 < ft.val_fraction < 1.0, f"finetune.val_fraction: expected 0 < x < 1, got {ft.val_fraction}")
     require(ft.max_code_chars > 0, "finetune.max_code_chars: expected > 0")
@@ -483,3 +503,27 @@ def _check_samples(params: Params, require) -> None:
     require(samples.samples_per_task >= samples.k,
             f"samples.samples_per_task: expected >= samples.k ({samples.k}), got {samples.samples_per_task}")
     require(len(set(samples.tasks)) == len(samples.tasks), "samples.tasks: a task id is listed twice")
+
+
+def _check_enamel(enamel: EnamelConfig, require) -> None:
+    """pie.enamel: four levels, as many weights as test counts, and a timeout above the reference."""
+    levels = len(enamel.tests_per_level)
+    require(all(n >= 1 for n in enamel.tests_per_level), "pie.enamel.tests_per_level: every count must be >= 1")
+    require(len(enamel.level_weights) == levels,
+            f"pie.enamel.level_weights: expected {levels} weights (one per level of tests_per_level), "
+            f"got {len(enamel.level_weights)}")
+    require(all(w >= 0 for w in enamel.level_weights) and sum(enamel.level_weights) > 0,
+            "pie.enamel.level_weights: expected weights >= 0 with a positive sum")
+    require(enamel.repeats >= 1, "pie.enamel.repeats: expected >= 1")
+    require(enamel.timeout_factor > 1.0,
+            f"pie.enamel.timeout_factor: expected > 1 (T must exceed the reference's time), got {enamel.timeout_factor}")
+    require(enamel.tolerance_s >= 0, "pie.enamel.tolerance_s: expected >= 0")
+    require(enamel.memory_mb >= 64, "pie.enamel.memory_mb: expected >= 64")
+    require(enamel.reference_timeout_s > 0, "pie.enamel.reference_timeout_s: expected > 0")
+    names = enamel.sample_sets or ()
+    require(all(name and "/" not in name and not name.endswith(".json") for name in names),
+            "pie.enamel.sample_sets: expected file names without '.json' under the ENAMEL samples folder, "
+            "e.g. humanevalplus-canonical")
+    require(len(set(names)) == len(names), "pie.enamel.sample_sets: a set is named twice")
+    require(not {"slow", "reference", "generated"} & set(names),
+            "pie.enamel.sample_sets: slow, reference and generated are the track's own roles")

@@ -6,12 +6,13 @@ stored inputs under the `timing.backend` backend, in one call per task so the ba
 them. A generated sample is timed only after one untimed run passes level 0 and every HumanEval+
 input. Writes data/pie/timings/measurements.jsonl (Measurement records, task ids ``<id>@L<level>``),
 runs.jsonl (every raw run) and info.json (backend, counts, wall time, throughput).
+Under `pie.protocol: enamel` (params pie.enamel) ENAMEL's protocol measures instead
+(perfrepro.optimization.enamel_protocol), with each `pie.enamel.sample_sets` file as its own role.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import sys
 import time
@@ -22,10 +23,9 @@ from perfrepro.execution import sandbox
 from perfrepro.executors import ExecutorError, make_executor
 from perfrepro.io import atomic_outputs, write_json
 from perfrepro.logs import setup_logging
-from perfrepro.optimization.measure import correctness_limits, measure_tasks
+from perfrepro.optimization.measure import check_task_dir_protocol, make_protocol
 from perfrepro.optimization.tasks import PieTaskDir
 from perfrepro.records import Completion, RecordError, read_jsonl, write_jsonl
-from perfrepro.timing.base import make_backend
 
 log = logging.getLogger("measure_pie")
 
@@ -36,6 +36,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--tasks", type=Path, default=Path("data/pie/tasks"))
     parser.add_argument("--completions", type=Path, default=Path("data/pie/completions.jsonl"))
     parser.add_argument("--out", type=Path, default=Path("data/pie/timings"))
+    parser.add_argument("--enamel-samples", type=Path, default=Path("data/raw/enamel/samples"))
     return parser.parse_args(argv)
 
 
@@ -58,22 +59,24 @@ def main(argv=None) -> int:
         task_dir = PieTaskDir(args.tasks)
         tasks = task_dir.tasks
         completions = read_jsonl(args.completions, Completion)
-        backend = make_backend(params.timing, on_run=on_run)  # gem5 says here what it is missing
+        check_task_dir_protocol(task_dir.manifest, params.pie.protocol, args.tasks)
+        protocol = make_protocol(params.pie.protocol, params.timing, params.pie.enamel, args.enamel_samples,
+                                 [t.id for t in tasks], on_run)  # gem5 says here what it is missing
     except (ConfigError, RecordError, FileNotFoundError, ValueError, RuntimeError) as exc:
         log.error("%s", exc)
         return 1
     try:  # executor.* says where the tasks run, never what they compute (no dvc.yaml stage tracks it)
         with make_executor(params.executor) as executor:
-            measurements = measure_tasks(tasks, task_dir.inputs, completions, backend, correctness_limits(params.timing),
-                                         executor=executor)
+            measurements = protocol.measure(tasks, task_dir.inputs, completions, executor)
     except (ExecutorError, RuntimeError) as exc:  # no scheduler, no sbatch, mixed worker environments
         log.error("%s", exc)
         return 1
     elapsed = time.perf_counter() - started
     info = {
-        "backend": backend.name,
+        "backend": protocol.backend_name,
+        "protocol": protocol.name,
         "sandbox_isolation": isolation.name,
-        "timing": dataclasses.asdict(params.timing),
+        "settings": protocol.settings,
         "tasks": len(tasks),
         "programs": len(measurements),
         "passed": sum(m.passed for m in measurements),
@@ -87,7 +90,7 @@ def main(argv=None) -> int:
         write_jsonl(out / "runs.jsonl", runs)
         write_json(out / "info.json", info)
     log.info("%s: %d tasks, %d programs (%d passed), %d raw runs in %.1f s (%s programs/min) -> %s",
-             backend.name, info["tasks"], info["programs"], info["passed"], info["raw_runs"], elapsed,
+             protocol.backend_name, info["tasks"], info["programs"], info["passed"], info["raw_runs"], elapsed,
              info["programs_per_minute"], args.out)
     return 0
 

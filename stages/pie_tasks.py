@@ -4,7 +4,8 @@ Takes a deterministic subset (`pie.limit_tasks`, chosen by `seed`) of data/prepa
 runs each task's ENAMEL generator at its four size levels (`pie.tests_per_level` seeded inputs
 per level), answers them with the ENAMEL reference and adds the HumanEval+ inputs for correctness.
 Every program of the track is measured on these stored inputs. A task whose generator or
-reference fails is skipped; manifest.json records why.
+reference fails is skipped; manifest.json records why. Under `pie.protocol: enamel` the tests are
+ENAMEL's own (`pie.enamel.seed`, `pie.enamel.tests_per_level`), none dropped, no HumanEval+ input.
 """
 
 from __future__ import annotations
@@ -55,12 +56,15 @@ def main(argv=None) -> int:
     except (ConfigError, RecordError, ValueError, FileNotFoundError) as exc:
         log.error("%s", exc)
         return 1
+    enamel = params.pie.enamel
+    enamel_spec = ({"seed": enamel.seed, "tests_per_level": list(enamel.tests_per_level)}
+                   if params.pie.protocol == "enamel" else None)
     # a fresh folder: stale pickles of tasks no longer selected must not linger
     with atomic_outputs(args.out) as (out,):
         try:  # executor.* says where the tasks run, never what they compute (no dvc.yaml stage tracks it)
             with make_executor(params.executor) as executor:
                 manifest = write_pie_tasks(subset, out, params.seed, params.pie.tests_per_level, plus, args.plus_cap,
-                                           executor=executor)
+                                           executor=executor, enamel=enamel_spec)
         except ExecutorError as exc:
             log.error("%s", exc)
             raise SystemExit(1)  # leaves the block by an exception: nothing is written

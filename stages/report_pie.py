@@ -7,7 +7,8 @@ the slow program; one row per model besides, each against the slow program of it
 under `--rows` (base model, plain and conditioned prompt; fine-tuned model) and each model of
 `samples.models` under `--samples-rows` (@1 the mean over its samples.samples_per_task samples;
 Best@k, eff@k for k = samples.k), with their paired comparison. optimization_tasks.json: each row's
-per-task speedups (`perfrepro table` pairs rows across experiments with them).
+per-task speedups (`perfrepro table` pairs rows across experiments with them). Under `pie.protocol: enamel`
+(params pie.protocol, pie.enamel): ENAMEL's eff@k and pass@k instead.
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ from perfrepro.config import ConfigError, load_params
 from perfrepro.environment import fingerprint
 from perfrepro.io import atomic_outputs, write_json, write_text
 from perfrepro.logs import setup_logging
-from perfrepro.metrics.optimization import optimization_metrics, run_rows, samples_run_rows, summarize, task_outcomes
+from perfrepro.metrics.optimization import (optimization_metrics, read_model_runs, run_rows, samples_run_rows,
+                                          summarize, task_outcomes)
 from perfrepro.generation.samples import configured_source
-from perfrepro.report import optimization_markdown, optimization_table, per_task_speedups, pie_generated_source
+from perfrepro.report import (enamel_report, optimization_markdown, optimization_table, per_task_speedups,
+                              pie_generated_source)
 from perfrepro.records import Measurement, RecordError, read_jsonl
 
 log = logging.getLogger("report_pie")
@@ -56,6 +59,17 @@ def main(argv=None) -> int:
     except (ConfigError, RecordError, FileNotFoundError) as exc:
         log.error("%s", exc)
         return 1
+    if params.pie.protocol == "enamel":  # ENAMEL's eff@k and pass@k (perfrepro.metrics.enamel)
+        enamel = params.pie.enamel
+        header = f"Model `{params.llm.model}` (llm.backend {params.llm.backend}); samples {params.pie.samples}."
+        runs = read_model_runs(args.rows, MODEL_ROLES)
+        metrics, text = enamel_report(measurements, runs, enamel.level_weights, enamel.timeout_factor,
+                                      params.pie.samples, params.llm.model, header)
+        with atomic_outputs(args.metrics, args.table) as (metrics_out, table_out):
+            write_json(metrics_out, {**metrics, "run_info": fingerprint()})
+            write_text(table_out, text)
+        print(text.split("## Per task")[0], file=sys.stderr)
+        return 0
     outcomes, excluded = task_outcomes(measurements, params.pie.samples)
     rows = summarize(outcomes, params.pie.samples)
     rows = rows[:-2] + extra + sampled + rows[-2:]  # the other rows above the reference and the slow program

@@ -35,8 +35,9 @@ def test_calc_eff_and_weights():
     assert calc_eff(5.0, 2.0, 4.0) == 0.0
     assert calc_eff(1.0, 2.0, 4.0) == 1.5
     assert calc_eff(None, 2.0, 4.0) == 0.0
-    # levels 1..3 with refs 1, 2, 4; elapsed 1 (e=1), 3 (e=0.5), 8 (e=0): (3*1 + 3*0.5 + 4*0)/10
-    assert enamel_task_eff({1: 1.0, 2: 3.0, 3: 8.0}, {1: 1.0, 2: 2.0, 3: 4.0}, True) == pytest.approx(0.45)
+    # levels 1..3 with refs 1, 2, 4: one timeout T = 2 x 4 = 8 for the task (ENAMEL's code);
+    # elapsed 1 (e=(8-1)/(8-1)=1), 3 (e=(8-3)/(8-2)=5/6), 8 (e=0): (3*1 + 3*5/6 + 4*0)/10
+    assert enamel_task_eff({1: 1.0, 2: 3.0, 3: 8.0}, {1: 1.0, 2: 2.0, 3: 4.0}, True) == pytest.approx(0.55)
     assert enamel_task_eff({1: 1.0, 2: 2.0, 3: 4.0}, {1: 1.0, 2: 2.0, 3: 4.0}, False) == 0.0
 
 

@@ -4,8 +4,9 @@ Definitions (PIE, Shypula et al. 2024; ENAMEL, Qiu et al. 2025):
 - per task, speedup = max(1, t_slow / t_generated) when the generated program is correct, else 1.0;
   Speedup = mean over tasks; %Opt = % of tasks correct with speedup >= 1.10; %Correct = % correct.
 - Best@k: per task the best of k samples (the highest speedup; correct when any sample is).
-- ENAMEL: per level, ``calc_eff = max(0, timeout - elapsed) / (timeout - ref)`` with
-  ``timeout = alpha * ref`` (alpha = 2); the task score is the level-weighted mean (weights
+- ENAMEL: per level, ``calc_eff = max(0, timeout - elapsed) / (timeout - ref)`` with one
+  ``timeout = alpha * max(ref over the weighted levels)`` per task (alpha = 2, ENAMEL's
+  `Evaluator.evaluate1`); the task score is the level-weighted mean (weights
   3, 3, 4 for levels 1-3; level 0 checks correctness only) and 0 for a wrong answer; eff@k is the
   unbiased estimator of E[max of k samples' scores], as pass@k.
 - Uncertainty: Speedup carries a 95% percentile-bootstrap interval over tasks (`speedup_lo`,
@@ -83,17 +84,20 @@ def enamel_task_eff(
     alpha: float = ENAMEL_ALPHA,
     weights: Mapping[int, float] = ENAMEL_LEVEL_WEIGHTS,
 ) -> float:
-    """Level-weighted ENAMEL score of one program; levels without a reference time are skipped."""
+    """Level-weighted ENAMEL score of one program; levels without a reference time are skipped.
+
+    One timeout for the whole task, as in ENAMEL's code: ``T = alpha x`` the largest reference
+    time of the weighted levels, so a level far below the largest scores near 1 unless it is slow
+    on the task's own scale."""
     if not correct:
         return 0.0
-    total = weight_sum = 0.0
-    for level, ref in reference.items():
-        weight = weights.get(level, 0.0)
-        if weight <= 0 or ref is None or ref <= 0:
-            continue
-        total += weight * calc_eff(elapsed.get(level), ref, alpha * ref)
-        weight_sum += weight
-    return total / weight_sum if weight_sum else 0.0
+    counted = {level: ref for level, ref in reference.items()
+               if weights.get(level, 0.0) > 0 and ref is not None and ref > 0}
+    if not counted:
+        return 0.0
+    timeout = alpha * max(counted.values())
+    total = sum(weights[level] * calc_eff(elapsed.get(level), ref, timeout) for level, ref in counted.items())
+    return total / sum(weights[level] for level in counted)
 
 
 @dataclass(frozen=True)
@@ -298,6 +302,19 @@ def read_run(run_dir: str | os.PathLike, samples: int) -> tuple[str, list[TaskOu
     completions = read_jsonl(run / "completions.jsonl", Completion)
     outcomes, _ = task_outcomes(read_jsonl(run / "timings" / "measurements.jsonl", Measurement), samples)
     return (completions[0].model if completions else run.name), outcomes
+
+
+def read_model_runs(rows_dir: str | os.PathLike, roles: Sequence[str]) -> list[tuple[str, str, list[Measurement]]]:
+    """(role, model of its completions, measurements) of each measured run ``<rows_dir>/<role>``,
+    in `roles` order (the ENAMEL protocol's per-model rows)."""
+    found = []
+    for role in roles:
+        run = Path(rows_dir) / role
+        if (run / "timings" / "measurements.jsonl").is_file():
+            completions = read_jsonl(run / "completions.jsonl", Completion)
+            found.append((role, completions[0].model if completions else role,
+                          read_jsonl(run / "timings" / "measurements.jsonl", Measurement)))
+    return found
 
 
 def run_rows(rows_dir: str | os.PathLike, roles: Sequence[str], samples: int) -> list[RowSummary]:

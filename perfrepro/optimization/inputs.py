@@ -32,7 +32,7 @@ import sys
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from perfrepro.records import OptTask, record_from_dict
 from perfrepro.optimization.helpers import generator_scope
@@ -123,6 +123,17 @@ def _accepts(check: Callable, args: tuple, answer: Any, output: Any) -> bool:
         return False
 
 
+def reference_answer(reference: Callable, args: tuple, call_timeout_s: float, where: str) -> Any:
+    """The reference's output on a copy of `args`; InputGenerationError when it fails or hangs."""
+    try:
+        with _time_limit(call_timeout_s, f"{where}: reference"):
+            return reference(*copy.deepcopy(args))
+    except InputGenerationError:
+        raise
+    except Exception as exc:
+        raise InputGenerationError(f"{where}: reference failed ({type(exc).__name__}: {exc})") from None
+
+
 def _as_args(value: Any) -> tuple:
     return tuple(value) if isinstance(value, (tuple, list)) else (value,)
 
@@ -160,13 +171,7 @@ def generate_task_inputs(
                 raise
             except Exception as exc:
                 raise InputGenerationError(f"{where}: generator failed ({type(exc).__name__}: {exc})") from None
-            try:
-                with _time_limit(call_timeout_s, f"{where}: reference"):
-                    answer = reference(*copy.deepcopy(args))
-            except InputGenerationError:
-                raise
-            except Exception as exc:
-                raise InputGenerationError(f"{where}: reference failed ({type(exc).__name__}: {exc})") from None
+            answer = reference_answer(reference, args, call_timeout_s, where)
             if not _accepts(check, args, answer, copy.deepcopy(answer)):  # outside the contract (HumanEval/32 with xs = [0, 0])
                 if level > 0:
                     raise InputGenerationError(f"{where}: ENAMEL's checker rejects the reference's own answer")
@@ -229,8 +234,11 @@ def generate_inputs_isolated(
     plus_inputs: Sequence[Sequence[Any]] = (),
     timeout_s: float = 900.0,
     call_timeout_s: float = 60.0,
+    enamel: Mapping[str, Any] | None = None,
 ) -> dict:
-    """Run `generate_task_inputs` in a child Python (fixed hash seed) and write its pickle.
+    """Run `generate_task_inputs` in a child Python (fixed hash seed) and write its pickle; with
+    `enamel` ({"seed", "tests_per_level"}), ENAMEL's own tests instead
+    (perfrepro.optimization.enamel_inputs; `tests_per_level` and `plus_inputs` are then unused).
 
     Returns a summary dict (counts, bytes, sha256). Raises InputGenerationError with the child's
     reason when the task cannot be generated.
@@ -243,6 +251,7 @@ def generate_inputs_isolated(
             "tests_per_level": tests_per_level,
             "plus_inputs": [list(p) for p in plus_inputs],
             "call_timeout_s": call_timeout_s,
+            "enamel": dict(enamel) if enamel else None,
             "out": str(Path(out_path).resolve()),
         }))
         env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "PYTHONPATH")}
@@ -278,6 +287,7 @@ def generate_inputs_remote(
     timeout_s: float,
     call_timeout_s: float,
     item: tuple[OptTask, Sequence[Sequence[Any]]],
+    enamel: Mapping[str, Any] | None = None,
 ) -> tuple[dict, bytes] | str:
     """One task's inputs on whichever worker runs it (an executor's unit of work): the pickle is
     written to the worker's own temp dir and sent back as bytes with its summary; a task that
@@ -287,7 +297,7 @@ def generate_inputs_remote(
         out = Path(tmp) / "inputs.pkl"
         try:
             summary = generate_inputs_isolated(task, out, seed, tests_per_level, plus_inputs,
-                                               timeout_s=timeout_s, call_timeout_s=call_timeout_s)
+                                               timeout_s=timeout_s, call_timeout_s=call_timeout_s, enamel=enamel)
         except InputGenerationError as exc:
             return str(exc).removeprefix("InputGenerationError: ")
         return summary, out.read_bytes()
@@ -296,10 +306,16 @@ def generate_inputs_remote(
 def _worker(request_path: str) -> int:
     request = json.loads(Path(request_path).read_text())
     task = record_from_dict(OptTask, request["task"], request_path)
+    enamel = request.get("enamel")
     try:
-        result = generate_task_inputs(
-            task, request["seed"], request["tests_per_level"], request["plus_inputs"], request["call_timeout_s"]
-        )
+        if enamel:
+            from perfrepro.optimization.enamel_inputs import generate_enamel_inputs  # it imports this module
+
+            result = generate_enamel_inputs(task, enamel["seed"], enamel["tests_per_level"], request["call_timeout_s"])
+        else:
+            result = generate_task_inputs(
+                task, request["seed"], request["tests_per_level"], request["plus_inputs"], request["call_timeout_s"]
+            )
     except InputGenerationError as exc:
         print(f"InputGenerationError: {exc}", file=sys.stderr)
         return 2

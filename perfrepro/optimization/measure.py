@@ -9,6 +9,7 @@ correctness tests are, by construction, those on which both agree (perfrepro.opt
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Callable, Iterable, Sequence
 
@@ -113,3 +114,38 @@ def measure_tasks(
     unit = next((r.measurements[0].time_unit for r in results if isinstance(r, TaskRun) and r.measurements), "")
     expected = [_reported_programs(task, by_task.get(task.id, []), levels) for task in tasks]
     return collect(results, expected, backend.name, unit, backend.on_run)
+
+
+class PerfreproProtocol:
+    """pie.protocol perfrepro: `measure_tasks` under the `timing.backend` backend."""
+
+    name = "perfrepro"
+
+    def __init__(self, backend, check_limits: Limits):
+        self.backend, self.check_limits = backend, check_limits
+        self.backend_name = backend.name
+        self.settings = dataclasses.asdict(backend.config)
+
+    def measure(self, tasks: Sequence[OptTask], load_inputs: Callable[[str], TaskInputs],
+                completions: Sequence[Completion], executor: Executor | None = None) -> list[Measurement]:
+        return measure_tasks(tasks, load_inputs, completions, self.backend, self.check_limits, executor=executor)
+
+
+def make_protocol(protocol: str, timing: TimingConfig, enamel=None, samples_dir=None, task_ids: Sequence[str] = (),
+                  on_run=None):
+    """The measurement protocol named by pie.protocol: `perfrepro` (the timing backend; raises when
+    it is missing something) or `enamel` (reads its sample sets from `samples_dir` now)."""
+    if protocol == "enamel":
+        from perfrepro.optimization.enamel_protocol import EnamelProtocol
+
+        return EnamelProtocol(enamel, samples_dir, task_ids)
+    from perfrepro.timing.base import make_backend
+
+    return PerfreproProtocol(make_backend(timing, on_run=on_run), correctness_limits(timing))
+
+
+def check_task_dir_protocol(manifest: dict, protocol: str, where) -> None:
+    """Refuse a task directory written for the other protocol (ENAMEL's tests are not ours)."""
+    written = manifest.get("protocol", "perfrepro")
+    if written != protocol:
+        raise ValueError(f"{where}: its tests were made for pie.protocol {written}, not {protocol}; rerun pie_tasks")

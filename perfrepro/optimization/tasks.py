@@ -87,20 +87,25 @@ def write_pie_tasks(
     timeout_s: float = 900.0,
     call_timeout_s: float = 60.0,
     executor: Executor | None = None,
+    enamel: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Generate every task's tests into `out_dir`; tasks whose generation fails are skipped and
     listed with the reason. Returns the manifest (also written to manifest.json). One task is one
-    unit of work for `executor` (default: this process); the pickles are written here."""
+    unit of work for `executor` (default: this process); the pickles are written here.
+
+    With `enamel` ({"seed", "tests_per_level"}: pie.protocol enamel), the tests are ENAMEL's own
+    (perfrepro.optimization.enamel_inputs) and no HumanEval+ input is added, as in ENAMEL."""
     if tests_per_level < 1:
         raise ValueError(f"pie.tests_per_level: expected >= 1, got {tests_per_level}")
     out = Path(out_dir)
     (out / "inputs").mkdir(parents=True, exist_ok=True)
-    plus_inputs = plus_inputs or {}
+    plus_inputs = {} if enamel else (plus_inputs or {})
     kept, summaries, skipped = [], [], []
     chosen = [select_plus_inputs(plus_inputs.get(task.id, []), plus_cap, seed, task.id) for task in tasks]
     items = [(task, [p for _, p in picked]) for task, picked in zip(tasks, chosen)]
     executor = executor or LocalExecutor()
-    results = executor.map(functools.partial(generate_inputs_remote, seed, tests_per_level, timeout_s, call_timeout_s),
+    results = executor.map(functools.partial(generate_inputs_remote, seed, tests_per_level, timeout_s, call_timeout_s,
+                                             enamel=enamel),
                            items, desc="pie_tasks", unit="task",
                            tally=lambda result: {"skipped": int(isinstance(result, str))})
     for task, picked, result in zip(tasks, chosen, results):  # task order, wherever each ran
@@ -118,6 +123,8 @@ def write_pie_tasks(
         summaries.append(summary)
     write_jsonl(out / "tasks.jsonl", kept)
     manifest = {
+        "protocol": "enamel" if enamel else "perfrepro",
+        "enamel": dict(enamel) if enamel else None,
         "seed": seed,
         "tests_per_level": tests_per_level,
         "plus_cap": plus_cap,
