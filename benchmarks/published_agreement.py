@@ -1,8 +1,9 @@
 """Agreement with published results (issue 27): ENAMEL's eff@1 of the canonical solutions, and
 EvalPerf's performance clusters, reproduced by the pipeline's own code. Never run in CI.
 
-    python benchmarks/published_agreement.py [--tasks N] [--level 1] [--samples-per-model 3]
-        [--workers 2] [--enam-python /path/to/venv/bin/python] [--skip-eff] [--skip-spearman]
+    python benchmarks/published_agreement.py [--tasks N] [--level 2] [--samples-per-model 3]
+        [--valgrind-timeout-s 30] [--workers 2] [--clocks wall] [--enam-python /path/to/venv/bin/python]
+        [--skip-eff] [--skip-spearman]
 
 Parts, each timed, with the executor it ran on:
 1. inputs: ENAMEL's tests for the 142 tasks (pie.protocol enamel's generator: ENAMEL's seeds and
@@ -19,9 +20,12 @@ Parts, each timed, with the executor it ran on:
    each distinct program's valgrind instruction count (the deterministic backend: I_full - I_base)
    on ENAMEL's level --level tests, on the Dask cluster; per task the Spearman correlation between
    count and `matching_cluster_idx` (a higher index is faster, so agreement is negative); the
-   median over the tasks whose samples span >= 2 clusters, and the share of them below 0.
-   A program over the valgrind time limit counts as the slowest (right-censored); one that fails
-   ENAMEL's tests is left out and counted.
+   median over the tasks whose samples span >= 2 clusters, and the share of them below 0. A task
+   whose chosen samples share one cluster has no correlation and is not measured. A program over
+   the valgrind time limit (wall clock) counts as the slowest (right-censored); one that fails
+   ENAMEL's tests is left out and counted. The defaults (level 2, 3 samples per model, 30 s) keep
+   the whole benchmark near 30 min on 2 quiet cores: level 3 takes minutes per quadratic program
+   under valgrind, level 1's small inputs rank by constant factors rather than by algorithm.
 Writes benchmarks/results/published_agreement.json (and prints the tables for the README).
 """
 
@@ -31,6 +35,7 @@ import argparse
 import functools
 import glob
 import hashlib
+import inspect
 import json
 import os
 import statistics
@@ -89,9 +94,9 @@ def make_inputs(tasks, out: Path, workers: int) -> PieTaskDir:
 
 
 def input_digest(inputs: TaskInputs) -> str:
-    """sha256 of every test's input, in ENAMEL's order (what part 3 compares with enam's tests)."""
+    """sha256 of every test's (input, answer), in ENAMEL's order (part 3 compares it with enam's)."""
     sys.set_int_max_str_digits(0)
-    return hashlib.sha256("\n".join(repr(tuple(t["args"])) for t in inputs.tests).encode()).hexdigest()
+    return hashlib.sha256("\n".join(canonical((tuple(t["args"]), t["answer"])) for t in inputs.tests).encode()).hexdigest()
 
 
 # ---- part 2: eff@1 of the canonical sets ----
@@ -106,15 +111,26 @@ def canonical_effs(task_dir: PieTaskDir, clock: str) -> dict:
 
 # ---- part 3: enam 0.2.0 itself, in its own interpreter ----
 
-ENAM_SCRIPT = r'''
+def canonical(x) -> str:
+    """A repr that does not depend on the process's hash seed: a set's elements sorted."""
+    if isinstance(x, (set, frozenset)):
+        return "{" + ", ".join(sorted(canonical(v) for v in x)) + "}"
+    if isinstance(x, dict):
+        return "{" + ", ".join(canonical(k) + ": " + canonical(v) for k, v in x.items()) + "}"
+    if isinstance(x, (list, tuple)):
+        return ("(%s)" if isinstance(x, tuple) else "[%s]") % ", ".join(canonical(v) for v in x)
+    return repr(x)
+
+
+ENAM_SCRIPT = inspect.getsource(canonical) + r'''
 import hashlib, json, os, sys, tempfile
 sys.set_int_max_str_digits(0)
 from enam.evaluate import Evaluator
 csv, subset, out = sys.argv[1], [int(i) for i in sys.argv[2].split(",")], sys.argv[3]
 ev = Evaluator(csv, subset, [8, 4, 4, 4], 6, [0., 3., 3., 4.], 4., 2., 0.01, 998244353)  # demo.py's defaults
 ev.make_tests()
-result = {"digests": {i: hashlib.sha256("\n".join(repr(tuple(t.input) if isinstance(t.input, (list, tuple)) else (t.input,))
-                                                  for _, tests in ev.tests[i] for t in tests).encode()).hexdigest()
+result = {"digests": {i: hashlib.sha256("\n".join(canonical((tuple(t.input) if isinstance(t.input, (list, tuple)) else (t.input,),
+                                                              t.answer)) for _, tests in ev.tests[i] for t in tests).encode()).hexdigest()
                       for i in subset}}
 with tempfile.TemporaryDirectory() as tmp:
     for name in sys.argv[4:]:
@@ -132,7 +148,8 @@ def run_enam(python: str, tasks) -> dict:
     files = [str(ENAMEL_DIR / "samples" / f"{name}.json") for name in SETS.values()]
     with tempfile.TemporaryDirectory(prefix="enam-") as tmp:
         out = Path(tmp) / "enam.json"
-        env = {"PATH": "/usr/bin:/bin", "HOME": tmp}  # no PYTHONPATH: enam's venv only
+        # no PYTHONPATH: enam's venv only; the hash seed ours run under (three generators iterate over a set of str)
+        env = {"PATH": "/usr/bin:/bin", "HOME": tmp, "PYTHONHASHSEED": "0"}
         subprocess.run([python, "-c", ENAM_SCRIPT, str(ENAMEL_DIR / "enamel.csv"), subset, str(out), *files],
                        check=True, env=env, cwd=tmp, stdout=subprocess.DEVNULL)
         return json.loads(out.read_text())
@@ -192,7 +209,7 @@ def spearman_table(task_dir: PieTaskDir, level: int, per_model: int, workers: in
         values = [(c, float("inf") if status == "timeout" else n) for c, (status, n, _) in kept]
         kept_clusters = sorted({c for c, _ in values})
         rho = None
-        if len(kept_clusters) >= 2:
+        if len(kept_clusters) >= 2 and len({n for _, n in values}) >= 2:  # all tied (all over the limit): none
             rho = float(spearmanr([n for _, n in values], [c for c, _ in values]).statistic)
         per_task[task_id] = {"samples": len(samples), "clusters": clusters, "kept": len(values), "failed": failed,
                              "timeouts": sum(1 for _, n in values if n == float("inf")), "spearman": rho,
@@ -216,9 +233,9 @@ def format_count(n: float) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", type=int, default=None, help="the first N of the 142 tasks (default: all)")
-    parser.add_argument("--level", type=int, default=1, help="ENAMEL level whose tests valgrind counts (part 4)")
+    parser.add_argument("--level", type=int, default=2, help="ENAMEL level whose tests valgrind counts (part 4)")
     parser.add_argument("--samples-per-model", type=int, default=3, help="EvalPerf samples per model and task (part 4)")
-    parser.add_argument("--valgrind-timeout-s", type=float, default=60.0, help="per valgrind run; over it = slowest")
+    parser.add_argument("--valgrind-timeout-s", type=float, default=30.0, help="per valgrind run; over it = slowest")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--enam-python", default=os.environ.get("ENAM_PYTHON"),
                         help="an interpreter with enam 0.2.0 installed (part 3; default $ENAM_PYTHON, else skipped)")
@@ -256,7 +273,7 @@ def main(argv=None) -> int:
                              lambda: run_enam(args.enam_python, tasks), parts)
                 ours = {t.id.split("/")[1]: input_digest(task_dir.inputs(t.id)) for t in task_dir.tasks}
                 same = sum(enam["digests"][i] == d for i, d in ours.items())
-                print(f"enam's tests equal ours on {same} of {len(ours)} tasks")
+                print(f"enam's tests (inputs and answers) equal ours on {same} of {len(ours)} tasks")
                 enam_rows = []
                 for role, (name, eff, _) in PUBLISHED.items():
                     run = enam[f"{SETS[role]}.json"]
@@ -281,7 +298,8 @@ def main(argv=None) -> int:
                                                    "Spearman", "median count by cluster"], tablefmt="github"))
             s = spear["summary"]
             if s["median_spearman"] is not None:
-                print(f"median Spearman over the {s['spanning_two_or_more']} tasks spanning >= 2 clusters: "
+                print(f"median Spearman over the {s['with_a_correlation']} tasks with a correlation (of the "
+                      f"{s['spanning_two_or_more']} whose samples span >= 2 clusters; all-tied ones have none): "
                       f"{s['median_spearman']:+.3f}; negative on {100 * s['share_negative']:.0f}%")
     result["total_s"] = round(sum(p["wall_s"] for p in parts), 1)
     write_json(args.out, result)
