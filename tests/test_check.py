@@ -17,6 +17,8 @@ import yaml
 
 from perfrepro.checks import DATA_PATHS, as_report, check_params, check_valgrind, has_errors
 
+pytestmark = pytest.mark.slow  # make test-fast leaves this module out
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 

@@ -30,6 +30,8 @@ from perfrepro.timing.fingerprint import check_uniform
 from perfrepro.timing.measure import as_raw_row, measure_tasks
 from perfrepro.timing.remote import TaskRun, collect
 
+pytestmark = pytest.mark.slow  # make test-fast leaves this module out
+
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = Path(__file__).parent / "fixtures" / "efficiency_tasks.jsonl"
 needs_valgrind = pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")

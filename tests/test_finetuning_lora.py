@@ -15,6 +15,8 @@ from perfrepro.finetuning.data import SftRecord
 from perfrepro.finetuning.templates import training_messages
 from perfrepro.records import write_jsonl
 
+pytestmark = pytest.mark.slow  # make test-fast leaves this module out
+
 SETTINGS = dict(max_steps=3, batch_size=2, lr=1e-2, warmup_steps=1, lora_r=4, lora_alpha=8, lora_dropout=0.0,
                 target_modules=("q_proj", "v_proj"), lora_layers=1, eval_steps=2, eval_records=2, threads=1)
 

@@ -15,10 +15,13 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 from fake_openai_server import FakeOpenAI, Reply, refused_url
 
 from perfrepro.records import Completion, Task, read_jsonl, write_jsonl
+
+pytestmark = pytest.mark.slow  # make test-fast leaves this module out
 
 REPO = Path(__file__).resolve().parents[1]
 SECRET = "sk-stage-test-SECRET-9876543210"

@@ -12,6 +12,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # make test-fast leaves this module out
+
 LEAKY_TESTS = '''
 import socket
 import subprocess

@@ -23,6 +23,8 @@ import yaml
 
 from perfrepro.records import Completion, Task, read_jsonl, write_jsonl
 
+pytestmark = pytest.mark.slow  # make test-fast leaves this module out
+
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = Path(__file__).parent / "fixtures" / "efficiency_tasks.jsonl"
 LOOP_FOREVER = "class Solution:\n    def canAliceWin(self, n):\n        while True:\n            pass\n"

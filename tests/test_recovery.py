@@ -10,11 +10,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 from fake_openai_server import FakeOpenAI, refused_url
 
 from perfrepro.records import write_jsonl
 from test_generation_stage import tiny_tasks
+
+pytestmark = pytest.mark.slow  # make test-fast leaves this module out
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

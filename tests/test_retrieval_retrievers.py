@@ -25,6 +25,8 @@ from perfrepro.retrieval.retrievers import (
     HybridRetriever, LinearRetriever, RetrievalInputError, StoredQueries, canonical_id, reciprocal_rank_fusion,
 )
 
+pytestmark = pytest.mark.slow  # make test-fast leaves this module out
+
 ROOT = Path(__file__).resolve().parents[1]
 OUTS = ["--metrics", "metrics/retrieval.json", "--full", "metrics/retrieval_full.json", "--table", "metrics/retrieval.md",
         "--plot", "metrics/retrieval_hit_at_k.json"]

@@ -35,6 +35,8 @@ from perfrepro.execution import harness, sandbox
 from perfrepro.execution.sandbox import Limits
 from perfrepro.records import Task, read_jsonl
 
+pytestmark = pytest.mark.slow  # make test-fast leaves this module out
+
 FIXTURE = Path(__file__).parent / "fixtures" / "efficiency_tasks.jsonl"
 FAST = Limits(timeout_s=10, memory_mb=1024)
 

@@ -22,6 +22,8 @@ import pytest
 from perfrepro.execution import sandbox
 from perfrepro.execution.sandbox import Isolation, SandboxUnavailable
 
+pytestmark = pytest.mark.slow  # make test-fast leaves this module out
+
 ROOT = Path(__file__).resolve().parents[1]
 NOBODY = pwd.getpwnam("nobody")
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="simulating other users needs root (CI runs as root)")

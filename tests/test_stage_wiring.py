@@ -23,6 +23,8 @@ from fake_openai_server import FakeOpenAI, Reply
 from perfrepro.embeddings.cache import EmbeddingSet
 from perfrepro.records import Completion, Task, read_jsonl, write_jsonl
 
+pytestmark = pytest.mark.slow  # make test-fast leaves this module out
+
 REPO = Path(__file__).resolve().parents[1]
 DIM = 8
 

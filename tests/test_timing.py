@@ -28,6 +28,8 @@ from perfrepro.timing.base import make_backend
 from perfrepro.timing.paired import RatioInterval, task_ratio
 from perfrepro.timing.wall import LOOPS_PER_PROCESS, memory_in_window
 
+pytestmark = pytest.mark.slow  # make test-fast leaves this module out
+
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = Path(__file__).parent / "fixtures" / "efficiency_tasks.jsonl"
 

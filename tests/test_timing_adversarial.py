@@ -30,6 +30,8 @@ from perfrepro.execution.harness import build_program, canonical_program, run_pr
 from perfrepro.records import Task
 from perfrepro.timing.base import make_backend
 
+pytestmark = pytest.mark.slow  # make test-fast leaves this module out
+
 CANONICAL = """\
 class Solution:
     def sumSquares(self, n: int) -> int:
