@@ -218,6 +218,7 @@ def test_markdown_has_the_reference_row_beside_the_live_one():
     assert ref_cells[2] == f"{reference.NET:.2f}" and ref_cells[3] == f"[{reference.NET_lo:.2f}, {reference.NET_hi:.2f}]"
 
 
+@pytest.mark.slow
 def test_perfrepro_table_pairs_two_real_dvc_experiments(tmp_path, capsys):
     # a real DVC repo: the commit holds shots 0 and its per-task NET; `dvc exp save` keeps shots 1,
     # twice as fast on every task both passed. `perfrepro table` reads both revs' net_ratios.json.

@@ -21,6 +21,8 @@ from perfrepro.records import CorpusPair, write_jsonl
 from perfrepro.retrieval.evaluation import evaluate
 from perfrepro.retrieval.retrievers import LinearRetriever, StoredQueries
 
+pytestmark = pytest.mark.slow  # make test-fast leaves this module out
+
 ROOT = Path(__file__).resolve().parents[1]
 
 PAIRS = [

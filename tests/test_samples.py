@@ -378,6 +378,7 @@ def test_samples_completions_stage_reads_params_and_stops_on_a_bad_id(tmp_path):
     assert f"samples file {bad}, line 2: task id 'Mbpp/3' is not a task of the optimization track" in failed.stderr
 
 
+@pytest.mark.slow
 def test_generate_stage_with_llm_backend_samples_on_the_efficiency_tasks(tmp_path):
     import yaml
 
