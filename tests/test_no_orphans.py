@@ -41,7 +41,9 @@ def _valgrind_under(stage: psutil.Process, deadline_s: float) -> list[psutil.Pro
         tree = stage.children(recursive=True)
         for process in tree:
             try:
-                if "valgrind" in " ".join(process.cmdline()) or process.name().startswith(("memcheck", "callgrind", "massif")):
+                # the tool itself (valgrind execs callgrind-amd64-linux, ...), not a wrapper whose
+                # argv names valgrind: the sandbox's keeper starts it only once the run dir is set up
+                if process.name().startswith(("memcheck", "callgrind", "massif")):
                     return tree
             except psutil.Error:  # gone or a zombie between listing and reading
                 continue

@@ -512,7 +512,7 @@ def test_fork_bomb_is_contained(task, canaries):
 # ---------------------------------------------------------------------------------------------
 # the status of a finished run, from its facts alone
 
-LIMITS = Limits(timeout_s=5, memory_mb=512, disk_mb=64, file_mb=8)
+LIMITS = Limits(timeout_s=5, memory_mb=512, disk_mb=64, file_mb=8)  # CPU: 6 s
 
 
 def facts(**changes) -> sandbox.RunFacts:
@@ -540,7 +540,7 @@ def facts(**changes) -> sandbox.RunFacts:
     ({"oom_killed": True, "disk_full": True}, "memory", "memory limit of 512 MB exceeded"),
 ])
 def test_classify(changes, status, error):
-    assert sandbox.classify(facts(**changes), LIMITS, cpu_s=6) == (status, error)
+    assert sandbox.classify(facts(**changes), LIMITS) == (status, error)
 
 
 @pytest.mark.parametrize("code, wrapped, expected", [
