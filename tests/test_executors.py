@@ -172,11 +172,20 @@ def test_an_unreachable_scheduler_fails_within_seconds_naming_the_address():
 LOOP_FOREVER = "class Solution:\n    def canAliceWin(self, n):\n        while True:\n            pass\n"
 
 
-def under_a_worker(process: psutil.Process) -> bool:
-    """A process started by a Dask worker (its title: `dask worker [tcp://...]`), not by the stage itself."""
+def sandboxed_under_a_worker(process: psutil.Process) -> bool:
+    """A sandboxed run (unshare or setpriv) that a Dask worker (its title: `dask worker [tcp://...]`)
+    started, not the stage itself; a process that ended meanwhile is not one."""
     try:
-        return any("dask worker" in " ".join(parent.cmdline()) for parent in process.parents())
+        return (process.name() in ("unshare", "setpriv")
+                and any("dask worker" in " ".join(parent.cmdline()) for parent in process.parents()))
     except psutil.Error:
+        return False
+
+
+def alive(process: psutil.Process) -> bool:
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:  # it ended between the two questions
         return False
 
 
@@ -199,7 +208,7 @@ def test_ctrl_c_on_a_stage_with_a_local_cluster_leaves_no_process(tmp_path, task
         deadline, tree = time.monotonic() + 90, []
         while time.monotonic() < deadline:  # wait for the looping program under a worker
             tree = root.children(recursive=True)
-            if any(under_a_worker(p) for p in tree if p.name() in ("unshare", "setpriv")):  # a sandboxed run
+            if any(sandboxed_under_a_worker(p) for p in tree):
                 break
             time.sleep(0.3)
         else:
@@ -209,10 +218,10 @@ def test_ctrl_c_on_a_stage_with_a_local_cluster_leaves_no_process(tmp_path, task
         stage.send_signal(signal.SIGINT)
         stage.wait(timeout=60)
         gone_by = time.monotonic() + 30
-        while time.monotonic() < gone_by and any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in tree):
+        while time.monotonic() < gone_by and any(alive(p) for p in tree):
             time.sleep(0.2)
-        alive = [p for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-        assert not alive, [" ".join(p.cmdline()) for p in alive]
+        left = [p for p in tree if alive(p)]
+        assert not left, [" ".join(p.cmdline()) for p in left]
         assert not (tmp_path / "timings").exists()  # an interrupted stage writes nothing
     finally:
         if stage.poll() is None:

@@ -90,7 +90,9 @@ def test_wall_mechanics(tasks):
     for d in timed:
         assert d["calls"] >= 1 and len(d["loops_s"]) == len(d["loops_cpu_s"]) == LOOPS_PER_PROCESS
         assert min(d["loops_s"]) == pytest.approx(d["loop_s"]) and d["execution_time_ms"] > 0
-        assert d["rss_samples_in_loop"] >= 1 and d["peak_memory_mb"] > 1.0  # an interpreter's RSS
+        # RSS was sampled: on a loaded machine a short loop may hold no sample, and then the nearest
+        # one stands for it (memory_in_window); with no sample at all the run would be a crash
+        assert d["peak_memory_mb"] > 1.0  # an interpreter's RSS
     assert [d["repeat"] for d in timed] == [0, 0, 1, 1, 2, 2]
     for first, second in zip(timed[::2], timed[1::2]):  # one repeat: the pair
         assert "ratio_to_first" not in first
