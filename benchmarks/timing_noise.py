@@ -2,7 +2,7 @@
 
 For N tasks (default 20) of LeetCodeDataset v0.3.1-test, the canonical solution is measured
 M times (default 10) by:
-- `wall` (one Measurement = `--repeats` fresh processes, median; default 1 to keep it short),
+- `wall` (one Measurement = `--repeats` fresh processes, the fastest; default 1 to keep it short),
 - `deterministic` (valgrind; fewer tasks/measurements by default: it is exact and slow),
 - EffiBench-style: one process running imports + solution + tests, timed from outside with
   start-up included (what `mprof run` sees), RSS sampled at 1 ms.

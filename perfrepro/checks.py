@@ -55,10 +55,13 @@ def check_params(path: str | Path) -> tuple[Params | None, list[Finding]]:
     params = build(Params, raw)
     findings = [Finding("ok", "params", f"{path}: every section valid ({', '.join(raw)})")]
     root = path.parent
-    for key in DATA_PATHS:
-        value = getattr(params.data, key)
+    paths = [(f"data.{key}", getattr(params.data, key)) for key in DATA_PATHS]
+    if params.samples is not None:  # the samples files of the rows and of llm.backend: samples
+        paths += [(f"samples.models.{name}.file", entry.file) for name, entry in params.samples.models.items()]
+        paths += [("samples.backend.file", params.samples.backend.file)] if params.samples.backend else []
+    for key, value in paths:
         if not (root / value).exists():
-            findings.append(Finding("error", "data", f"data.{key}: {value} does not exist (relative to {root.resolve()}); "
+            findings.append(Finding("error", "data", f"{key}: {value} does not exist (relative to {root.resolve()}); "
                                                      f"fix the path or restore the file (`dvc pull` / `git checkout`)"))
     return params, findings
 
@@ -149,7 +152,9 @@ def check_llm(params: Params) -> list[Finding]:
         except BackendError as exc:
             findings.append(Finding("error", "llm", str(exc)))
             continue
-        where = f"{llm.base_url or 'api.openai.com'}" if llm.backend == "openai" else "LeetCodeDataset's responses"
+        where = {"openai": llm.base_url or "api.openai.com", "recorded": "LeetCodeDataset's responses",
+                 "samples": f"samples.backend: {params.samples.backend.file}" if params.samples and params.samples.backend
+                 else "samples.backend"}.get(llm.backend, llm.backend)
         findings.append(Finding("ok", "llm", f"{key}: backend {llm.backend}, model {llm.model} ({where})"))
     if params.llm.backend == "recorded":
         findings.append(Finding(

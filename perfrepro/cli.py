@@ -3,6 +3,7 @@
     perfrepro check                               # validate params.yaml and this machine; says what to fix
     perfrepro table                               # the study's tables across experiments
     perfrepro plots                               # every DVC plot as SVG and PNG, in plots/
+    perfrepro samples import evalperf FILE -o OUT # published samples -> evalplus samples JSONL
     perfrepro --version
 """
 
@@ -122,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument("-C", "--cwd", type=Path, default=Path("."), help="project directory (default: .)")
     table.set_defaults(run=run_table)
     add_plots_parser(sub)
+    add_samples_parser(sub)
     return parser
 
 
@@ -151,7 +153,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     return args.run(args)
 
 
-PER_TASK_FILES = ("metrics/net_ratios.json",)  # per-task NET for the paired comparison (git-tracked)
+# per-task NET and PIE speedups for the paired comparisons (git-tracked)
+PER_TASK_FILES = ("metrics/net_ratios.json", "metrics/optimization_tasks.json")
 
 
 def read_at_rev(cwd: Path, rev: str, path: str) -> object | None:
@@ -254,6 +257,49 @@ def run_plots(args: argparse.Namespace) -> int:
         print(f"perfrepro plots: {exc}", file=sys.stderr)
         return 1
     print("\n".join(str(path) for path in written))
+    return 0
+
+
+# ---- perfrepro samples import (the reading and writing is perfrepro.generation.samples) ----
+
+SAMPLES_DOC = """Published samples of real models -> evalplus samples JSONL (one {"task_id", "solution"} per line).
+
+    perfrepro samples import evalperf data/raw/evalperf/gpt-4o-mini-2024-07-18_openai_temp_1.0_evalperf_results.brief.json \\
+        -o data/raw/evalperf/samples/gpt-4o-mini-2024-07-18.jsonl --task-prefix HumanEval/
+    perfrepro samples import enamel data/raw/enamel/samples/humaneval-canonical.json -o humaneval-canonical.jsonl
+
+evalperf: EvalPerf's `*_evalperf_results.brief.json` (`eval[task_id].profiled[i].solution`: up to 20
+correct samples per task, in file order). enamel: ENAMEL's samples JSON (one list of programs per
+HumanEval task, in task order). `llm.backend: samples` and the samples rows (params.yaml, `samples`)
+read the result.
+"""
+
+
+def add_samples_parser(sub) -> None:
+    samples = sub.add_parser("samples", help="samples files of real models (evalplus format)",
+                             description=SAMPLES_DOC, formatter_class=argparse.RawDescriptionHelpFormatter)
+    actions = samples.add_subparsers(dest="action", metavar="ACTION", required=True)
+    imported = actions.add_parser("import", help="write evalplus samples JSONL from a published result file",
+                                  description=SAMPLES_DOC, formatter_class=argparse.RawDescriptionHelpFormatter)
+    imported.add_argument("format", choices=("evalperf", "enamel"), help="what the input file is")
+    imported.add_argument("source", type=Path, help="the published file")
+    imported.add_argument("-o", "--out", type=Path, required=True, help="the samples JSONL to write")
+    imported.add_argument("--task-prefix", default=None,
+                          help="keep only task ids starting with this (e.g. HumanEval/: the tasks ENAMEL can time)")
+    imported.set_defaults(run=run_samples_import)
+
+
+def run_samples_import(args: argparse.Namespace) -> int:
+    from perfrepro.generation.samples import SamplesError, enamel_samples, evalperf_samples, write_samples
+
+    try:
+        rows = evalperf_samples(args.source) if args.format == "evalperf" else enamel_samples(args.source)
+    except SamplesError as exc:
+        print(f"perfrepro samples: {exc}", file=sys.stderr)
+        return 1
+    rows = [row for row in rows if not args.task_prefix or row[0].startswith(args.task_prefix)]
+    count = write_samples(args.out, rows)
+    print(f"perfrepro samples: {count} samples of {len({task for task, _ in rows})} tasks -> {args.out}", file=sys.stderr)
     return 0
 
 

@@ -105,7 +105,8 @@ class RetrieversConfig:
 
 @dataclass(frozen=True)
 class LLMConfig:
-    backend: Literal["local", "openai", "recorded", "transformers"]  # transformers: llm.model is a model directory (fine-tuned)
+    # transformers: llm.model is a model directory (fine-tuned); samples: samples.backend's file of llm.model
+    backend: Literal["local", "openai", "recorded", "transformers", "samples"]
     model: str
     base_url: str | None
     api_key_env: str
@@ -164,6 +165,29 @@ class PieConfig:
     tests_per_level: int
     protocol: Literal["perfrepro", "enamel"] = "perfrepro"  # enamel: ENAMEL's inputs, repeats, timeout and eff
     enamel: EnamelConfig = EnamelConfig()
+
+
+@dataclass(frozen=True)
+class SampleSetConfig:
+    """One model's published or earlier samples (evalplus samples JSONL)."""
+
+    file: str  # a samples file, or a folder of them, one per model (<folder>/<model>.jsonl)
+    source: str  # where the code came from, for the row label: "<model> (<source>)"
+
+
+@dataclass(frozen=True)
+class SamplesConfig:
+    """Samples files of real models (`samples` section): one optimization row per model (stages
+    samples_completions@<model>, measure_samples@<model>), and what `llm.backend: samples` reads."""
+
+    models: dict[str, SampleSetConfig]  # model name (no dots: it is a metrics key) -> its samples
+    tasks: tuple[str, ...]  # ENAMEL task ids every model's row is measured on (a missing sample is no_code)
+    limit_tasks: int | None = None  # the first n of `tasks`; null = all
+    samples_per_task: int = 5  # the first n samples of each task, in file order
+    k: int = 5  # Best@k and eff@k from those n samples (unbiased estimator, n >= k)
+    # what llm.backend: samples reads: `file` (a folder: <folder>/<llm.model>.jsonl), rows "<llm.model> (<source>)";
+    # apart from `models`, so adding a row reruns no stage of the main tracks
+    backend: SampleSetConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -262,6 +286,7 @@ class Params:
     finetune: FinetuneConfig = dataclasses.field(default_factory=FinetuneConfig)
     retrievers: RetrieversConfig | None = None  # issue 19: encoder_mnrl, bm25, hybrid
     self_play: SelfPlayConfig | None = None  # issue 18: the self_play stage needs it
+    samples: SamplesConfig | None = None  # issue 26: real models' samples files (EvalPerf)
 
 
 def _type_name(hint: Any) -> str:
@@ -449,11 +474,35 @@ def _check_ranges(params: Params) -> None:
         require(sp.timeout_s > 0, "self_play.timeout_s: expected > 0")
         require(sp.memory_limit_mb >= 64, "self_play.memory_limit_mb: expected >= 64")
         require(0.0 <= sp.max_failure_fraction <= 1.0, "self_play.max_failure_fraction: expected 0..1")
+    _check_samples(params, require)
     require(params.executor.workers is None or params.executor.workers >= 1, "executor.workers: expected >= 1 or null")
     require(params.executor.jobs >= 1, "executor.jobs: expected >= 1")
     require(params.executor.retries >= 0, "executor.retries: expected >= 0")
     require(params.executor.connect_timeout_s > 0, "executor.connect_timeout_s: expected > 0")
     require(params.executor.slurm.cores >= 1, "executor.slurm.cores: expected >= 1")
+
+
+def _check_samples(params: Params, require) -> None:
+    samples = params.samples
+    if params.llm.backend == "samples":
+        require(samples is not None and samples.backend is not None,
+                "samples.backend: missing; llm.backend: samples reads its file (or <folder>/<llm.model>.jsonl)")
+    others = [("negatives.llm", params.negatives.llm)]
+    if params.self_play is not None:
+        others += [("self_play.proposer", params.self_play.proposer), ("self_play.optimizer", params.self_play.optimizer)]
+    for key, llm in others:
+        require(llm.backend != "samples", f"{key}.backend: samples serves llm (the efficiency and optimization "
+                                          f"tracks) only; use local, openai or transformers here")
+    if samples is None:
+        return
+    for name in samples.models:
+        require("." not in name and name.strip() == name and name != "",
+                f"samples.models.{name}: a model name may not hold a dot or outer spaces (it is a DVC stage and metrics key)")
+    require(samples.limit_tasks is None or samples.limit_tasks >= 1, "samples.limit_tasks: expected >= 1 or null")
+    require(samples.k >= 1, f"samples.k: expected >= 1, got {samples.k}")
+    require(samples.samples_per_task >= samples.k,
+            f"samples.samples_per_task: expected >= samples.k ({samples.k}), got {samples.samples_per_task}")
+    require(len(set(samples.tasks)) == len(samples.tasks), "samples.tasks: a task id is listed twice")
 
 
 def _check_enamel(enamel: EnamelConfig, require) -> None:

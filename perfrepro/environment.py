@@ -26,7 +26,7 @@ LOCK_FILE = "requirements.lock"
 # The flags of the one build (the Makefile exports them; README, "One llama.cpp build everywhere").
 PORTABLE_CMAKE_ARGS = (
     "-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON "
-    "-DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF"
+    "-DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF -DLLAVA_BUILD=OFF"
 )
 REINSTALL_COMMAND = (
     "pip cache remove llama_cpp_python; "

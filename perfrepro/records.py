@@ -101,7 +101,7 @@ class Measurement:
     task_id: str
     role: str  # "canonical" | "completion" | "slow" | "reference" | "generated"
     backend: str
-    status: str  # "ok" | "wrong_answer" | "timeout" | "memory" | "crash" | "no_code"
+    status: str  # "ok" | "wrong_answer" | "timeout" | "memory" | "disk" | "crash" | "no_code"
     execution_time: float | None
     time_unit: str
     peak_memory_mb: float | None

@@ -61,15 +61,24 @@ RECORDED_SOURCE = "leetcodedataset-response"
 REFERENCE_SUFFIX = " (reference)"
 
 
-def code_source(model: str, llm_backend: str = "openai") -> str:
-    """Where a row's code came from: `llm.model` for a live model, RECORDED_SOURCE for recorded."""
+def code_source(model: str, llm_backend: str = "openai", samples_source: str | None = None) -> str:
+    """Where a row's code came from: `llm.model` for a live model, RECORDED_SOURCE for recorded,
+    ``<model> (<samples.backend.source>)`` for a samples file."""
+    if llm_backend == "samples":
+        return f"{model} ({samples_source or 'samples file'})"
     return RECORDED_SOURCE if llm_backend == "recorded" else model
 
 
-def experiment_name(shots: int, model: str, llm_backend: str = "openai") -> str:
+def samples_source(params: Mapping[str, Any]) -> str | None:
+    """``samples.backend.source`` of a params mapping (where llm.backend: samples' code came from)."""
+    source = _get(params, "samples.backend.source")
+    return str(source) if source is not None else None
+
+
+def experiment_name(shots: int, model: str, llm_backend: str = "openai", source: str | None = None) -> str:
     """The study's row name: `rag3_and_<source>` with retrieved examples, `<source>` without
     (`source` from `code_source`: `leetcodedataset-response` for the recorded backend)."""
-    source = code_source(model, llm_backend)
+    source = code_source(model, llm_backend, source)
     return f"rag{shots}_and_{source}" if shots > 0 else source
 
 
@@ -182,10 +191,19 @@ OPTIMIZATION_ROW_NAMES = {
 }
 
 
-def pie_generated_source(model: str, llm_backend: str = "openai") -> str:
-    """Who wrote a PIE row's generated programs: the live model, or nobody for `recorded`
-    (LeetCodeDataset's responses answer the efficiency tasks only; optimize records failures)."""
-    return "none: llm.backend recorded has no PIE responses" if llm_backend == "recorded" else model
+def pie_generated_source(model: str, llm_backend: str = "openai", samples_source: str | None = None) -> str:
+    """Who wrote a PIE row's generated programs: the live model, a samples file's model, or nobody
+    for `recorded` (LeetCodeDataset's responses answer the efficiency tasks only; optimize records failures)."""
+    if llm_backend == "recorded":
+        return "none: llm.backend recorded has no PIE responses"
+    return code_source(model, llm_backend, samples_source)
+
+
+def optimization_row_name(row: RowSummary, model: str) -> str:
+    """A PIE row's name in the tables: the role's name, with `model` for the generated rows (a
+    samples row's label already says the model and where its code came from)."""
+    role, _, rest = row.label.partition(" ")
+    return OPTIMIZATION_ROW_NAMES.get(role, role) + (f" ({model})" if role == "generated" else "") + (f" {rest}" if rest else "")
 
 
 def optimization_table(rows: Sequence[RowSummary], model: str) -> str:
@@ -193,9 +211,8 @@ def optimization_table(rows: Sequence[RowSummary], model: str) -> str:
     (markdown, pipe format). `model` names who wrote the generated programs (`pie_generated_source`)."""
     body = []
     for row in rows:
-        role, _, rest = row.label.partition(" ")
-        name = OPTIMIZATION_ROW_NAMES.get(role, role) + (f" ({model})" if role == "generated" else "") + (f" {rest}" if rest else "")
-        interval = format_interval(row.speedup_lo, row.speedup_hi) if role != "slow" else "-"
+        name = optimization_row_name(row, model)
+        interval = format_interval(row.speedup_lo, row.speedup_hi) if row.label != "slow" else "-"
         body.append([name, row.tasks, f"{row.speedup:.2f}", interval, f"{row.pct_opt:.1f}", f"{row.pct_correct:.1f}",
                      f"{row.eff:.3f}", row.k])
     return tabulate(body, headers=["program", "tasks", "Speedup", "Speedup" + CI_SUFFIX, "%Opt", "%Correct", "eff@k", "k"],
@@ -216,6 +233,38 @@ def optimization_task_table(outcomes: Sequence[TaskOutcome]) -> str:
     ]
     return tabulate(body, headers=["task", "levels", "unit", "t_slow", "t_reference", "t_generated", "speedup",
                                    "correct", "reference speedup"], tablefmt="pipe", disable_numparse=True)
+
+
+OPTIMIZATION_PAIRED_HEADERS = ("A", "B", "tasks both have", "median speedup ratio B/A", "95% CI", "Wilcoxon p",
+                               "ratio 1", "p-value")
+OPTIMIZATION_PAIRED_NOTE = (
+    "Paired comparison of per-task speedup on the tasks both rows have (a samples row's per-task speedup is the "
+    "mean over its samples): the median over those tasks of speedup_B / speedup_A (above 1: B's programs are "
+    "faster) with its 95% bootstrap interval, and the two-sided Wilcoxon signed-rank p-value of its log. Tasks at "
+    "ratio 1 (both rows at the same speedup, e.g. 1.0) are left out of the test and counted under `ratio 1`.")
+
+
+def per_task_speedups(rows: Sequence[RowSummary], model: str) -> dict[str, Any]:
+    """The per-task file of a PIE report (metrics/optimization_tasks.json): every @1 row but the
+    slow program's, named as in the table, with its per-task speedups (what `perfrepro table` pairs)."""
+    return {"rows": [{"key": row.key or row.label.split()[0], "name": optimization_row_name(row, model),
+                      "speedups": dict(row.per_task)}
+                     for row in rows if row.k == 1 and row.label != "slow" and row.per_task]}
+
+
+def optimization_markdown(rows: Sequence[RowSummary], model: str, heading: str, outcomes: Sequence[TaskOutcome],
+                          excluded: Sequence[str], compared: Sequence[RowSummary] = ()) -> str:
+    """report_pie's markdown: the table, the tasks left out, the paired comparison of the
+    `compared` rows (each pair that shares a task) and the per-task table of the main run."""
+    lines = ["# Optimization track (PIE-style, ENAMEL tasks)", "", heading, "", optimization_table(rows, model), ""]
+    if excluded:
+        lines += [f"Left out (the slow program passed no timed level): {', '.join(excluded)}.", ""]
+    entries = [(optimization_row_name(row, model), "", dict(row.per_task)) for row in compared]
+    pairs = [(a, b, done) for a, b, done in paired_rows(entries) if done.n]
+    if pairs:
+        lines += ["## Paired comparison of the samples rows", "", OPTIMIZATION_PAIRED_NOTE, "",
+                  paired_table(pairs, headers=OPTIMIZATION_PAIRED_HEADERS), ""]
+    return "\n".join(lines + ["## Per task", "", optimization_task_table(outcomes), ""])
 
 
 # ---- pie.protocol enamel (perfrepro.metrics.enamel) ----
@@ -388,7 +437,7 @@ def _efficiency_entries(results: Sequence[ExperimentResult], metrics_path: str) 
         shots = int(_get(result.params, "shots", 0) or 0)
         model = str(_get(result.params, "llm.model", "?"))
         backend = str(_get(result.params, "llm.backend", "openai"))
-        name = experiment_name(shots, model, backend)
+        name = experiment_name(shots, model, backend, samples_source(result.params))
         timing = str(_get(result.params, "timing.backend", "wall"))
         if timing != "wall":
             name += f" [timing: {timing}]"
@@ -415,7 +464,8 @@ def efficiency_table_from_dicts(rows: Sequence[tuple[str, Mapping[str, Any]]], f
 # ---- paired comparison of two experiments (per-task NET on the tasks both passed) ----
 
 NET_RATIOS_PATH = "metrics/net_ratios.json"  # the report stage's per-task ratios (a git-tracked plot file)
-PAIRED_HEADERS = ("A", "B", "tasks both passed", "median NET ratio B/A", "Wilcoxon p")
+OPTIMIZATION_TASKS_PATH = "metrics/optimization_tasks.json"  # report_pie's per-task speedups of each row
+PAIRED_HEADERS = ("A", "B", "tasks both passed", "median NET ratio B/A", "95% CI", "Wilcoxon p", "ratio 1", "p-value")
 
 
 def per_task_net(result: ExperimentResult, path: str = NET_RATIOS_PATH) -> dict[str, float] | None:
@@ -428,15 +478,29 @@ def per_task_net(result: ExperimentResult, path: str = NET_RATIOS_PATH) -> dict[
             if isinstance(row, Mapping) and isinstance(row.get("NET"), (int, float)) and row["NET"] > 0}
 
 
+def paired_rows(entries: Sequence[tuple[str, str, Mapping[str, float]]], differing_only: bool = False
+                ) -> list[tuple[str, str, PairedComparison]]:
+    """(A, B, comparison of B against A) for every pair of (name, timing backend, per-task values)
+    entries, in order, measured with the same timing backend; with `differing_only`, only the pairs
+    that share a task and differ on one (ratio 1 on every task says nothing)."""
+    pairs = []
+    for i, (a, timing_a, per_a) in enumerate(entries):
+        for b, timing_b, per_b in entries[i + 1:]:
+            if timing_a != timing_b:
+                continue
+            done = paired_comparison(per_a, per_b)
+            if not (differing_only and done.zeros == done.n):
+                pairs.append((a, b, done))
+    return pairs
+
+
 def efficiency_paired_rows(results: Sequence[ExperimentResult], metrics_path: str = "metrics/efficiency.json"
                            ) -> list[tuple[str, str, PairedComparison]]:
     """(A, B, comparison of B against A) for every pair of distinct experiments (in table order)
     measured with the same timing backend that both have per-task NET."""
     entries = [(name, timing, per) for name, _, (timing, result) in _efficiency_entries(results, metrics_path)
                if (per := per_task_net(result)) is not None]
-    return [(a, b, paired_comparison(per_a, per_b))
-            for i, (a, timing_a, per_a) in enumerate(entries)
-            for b, timing_b, per_b in entries[i + 1:] if timing_a == timing_b]
+    return paired_rows(entries)
 
 
 def format_p(p: float) -> str:
@@ -445,15 +509,19 @@ def format_p(p: float) -> str:
     return f"{p:.2g}" if p < 0.001 else f"{p:.3f}"
 
 
-def paired_table(rows: Sequence[tuple[str, str, PairedComparison]], fmt: str = "github") -> str:
-    body = [[a, b, c.n, "-" if math.isnan(c.median_ratio) else f"{c.median_ratio:.3f}", format_p(c.wilcoxon_p)]
-            for a, b, c in rows]
-    return tabulate(body, headers=list(PAIRED_HEADERS), tablefmt=fmt, disable_numparse=True)
+def paired_table(rows: Sequence[tuple[str, str, PairedComparison]], fmt: str = "github",
+                 headers: Sequence[str] = PAIRED_HEADERS) -> str:
+    """One line per pair: tasks, median ratio B/A with its 95% bootstrap interval, the Wilcoxon
+    p-value, the tasks at ratio 1 (left out of the test) and how p was computed."""
+    ratio = lambda value: "-" if math.isnan(value) else f"{value:.3f}"  # noqa: E731
+    body = [[a, b, c.n, ratio(c.median_ratio), format_interval(c.median_lo, c.median_hi, 3), format_p(c.wilcoxon_p),
+             c.zeros, "; ".join(part for part in (c.method, c.note) if part) or "-"] for a, b, c in rows]
+    return tabulate(body, headers=list(headers), tablefmt=fmt, disable_numparse=True)
 
 
 PAIRED_NOTE = ("Paired comparison of per-task NET on the tasks both experiments passed: the median over those "
-               "tasks of NET_B / NET_A (below 1: B is faster) and the two-sided Wilcoxon signed-rank p-value of "
-               "log(NET_B / NET_A).")
+               "tasks of NET_B / NET_A (below 1: B is faster) with its 95% bootstrap interval, and the two-sided "
+               "Wilcoxon signed-rank p-value of log(NET_B / NET_A); tasks at ratio 1 are left out of the test.")
 
 
 def retrieval_display_names(params: Mapping[str, Any], keys: Sequence[str]) -> list[tuple[str, str]]:
@@ -526,17 +594,43 @@ def optimization_experiment_rows(results: Sequence[ExperimentResult],
         model = str(_get(result.params, "llm.model", "?"))
         shots, style = _get(result.params, "pie.shots", "?"), _get(result.params, "pie.prompt_style", "?")
         timing = str(_get(result.params, "timing.backend", "wall"))
+        fields = [f for _, spec in OPTIMIZATION_COLUMNS for f in (spec if isinstance(spec, tuple) else (spec,))]
         for role, rank in order.items():
-            fields = [f for _, spec in OPTIMIZATION_COLUMNS for f in (spec if isinstance(spec, tuple) else (spec,))]
             values = {f: flat.get(f"optimization.{role}.{f}") for f in fields}
             if all(v is None for v in values.values()):
                 continue
-            source = pie_generated_source(model, str(_get(result.params, "llm.backend", "openai")))
-            name = f"generated ({source}, {shots}-shot {style})" if role == "generated" else OPTIMIZATION_ROW_NAMES[role]
+            backend = str(_get(result.params, "llm.backend", "openai"))
+            source = pie_generated_source(model, backend, samples_source(result.params))
+            prompt = "" if backend == "samples" else f", {shots}-shot {style}"  # samples were not asked by our prompts
+            name = f"generated ({source}{prompt})" if role == "generated" else OPTIMIZATION_ROW_NAMES[role]
             if timing != "wall":
                 name += f" [timing: {timing}]"
             rows.append((name, (timing != "wall", timing, rank, model, str(shots), str(style)), values, result.name))
+        for sampled, entry in (_get(result.params, "samples.models", {}) or {}).items():  # the samples rows (@1)
+            values = {f: flat.get(f"optimization.samples.{sampled}.{f}") for f in fields}
+            if all(v is None for v in values.values()):
+                continue
+            name = code_source(str(sampled), "samples", (entry or {}).get("source"))
+            name += f" [timing: {timing}]" if timing != "wall" else ""
+            rows.append((name, (timing != "wall", timing, 0.5, str(sampled), "", ""), values, result.name))
     return _dedupe(rows)
+
+
+def optimization_paired_rows(results: Sequence[ExperimentResult], path: str = OPTIMIZATION_TASKS_PATH
+                             ) -> list[tuple[str, str, PairedComparison]]:
+    """Pairs of PIE rows (within an experiment or across experiments, same timing backend) from each
+    experiment's per-task speedups, leaving out pairs equal on every task they share."""
+    found = []
+    for result in results:
+        content = result.per_task.get(path)
+        timing = str(_get(result.params, "timing.backend", "wall"))
+        for order, row in enumerate(content.get("rows", []) if isinstance(content, Mapping) else []):
+            speedups = row.get("speedups") if isinstance(row, Mapping) else None
+            if isinstance(speedups, Mapping) and speedups:
+                name = str(row.get("name") or row.get("key")) + (f" [timing: {timing}]" if timing != "wall" else "")
+                found.append((name, (timing, order), dict(speedups), result.name, timing))
+    entries = [(name, timing, speedups) for name, speedups, timing in _dedupe_with(found)]
+    return paired_rows(entries, differing_only=True)
 
 
 def optimization_table_from_dicts(rows: Sequence[tuple[str, Mapping[str, Any]]], fmt: str = "github") -> str:
@@ -560,5 +654,9 @@ def study_tables(results: Sequence[ExperimentResult], track: str = "all", fmt: s
         sections.append(("Retrieval", retrieval_experiment_tables(results, fmt) or None))
     if track in ("optimization", "all"):
         rows = optimization_experiment_rows(results)
-        sections.append(("Optimization (PIE)", optimization_table_from_dicts(rows, fmt) if rows else None))
+        body = optimization_table_from_dicts(rows, fmt) if rows else None
+        paired = optimization_paired_rows(results)
+        if body and paired:
+            body += f"\n\n{OPTIMIZATION_PAIRED_NOTE}\n\n{paired_table(paired, fmt, OPTIMIZATION_PAIRED_HEADERS)}"
+        sections.append(("Optimization (PIE)", body))
     return "\n\n".join(f"## {title}\n\n{body if body else '(no results)'}" for title, body in sections) + "\n"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from perfrepro.config import load_params
 from perfrepro.io import write_json
-from perfrepro.retrieval.retrievers import directory_digest
+from perfrepro.retrieval.loading import directory_digest
 
 log = logging.getLogger("build_hybrid")
 

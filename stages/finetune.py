@@ -112,7 +112,7 @@ def run_local(params: Params, train: list[SftRecord], val: list[SftRecord], cond
         base, train_examples, val_examples, settings, tokenizer.pad_token_id,
         on_eval=lambda step, point: log.info("step %d: %s", step, ", ".join(f"{k} loss {v:.4f}" for k, v in point.items())),
     )
-    shas = lora.save_outputs(result, tokenizer, out / "adapter", out / "merged")
+    shas = lora.save_outputs(result, tokenizer, out / "adapter", out / "merged", base_model=ref.label)
     write_json(out / "merged" / LABEL_FILE, {"model": model_label(ref.label, ft.template), **shas})
     first = {row["split"]: row["loss"] for row in result.curve if row["step"] == 0}
     last_step = result.curve[-1]["step"]

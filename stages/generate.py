@@ -19,7 +19,9 @@ from pathlib import Path
 
 from perfrepro.config import ConfigError, load_params
 from perfrepro.generation.backends import BackendError, check_backend, open_backend, preflight_backend
+from perfrepro.datasets import DatasetError, load_task_source
 from perfrepro.generation.generate import generate_completions, status_counts, too_many_failures
+from perfrepro.generation.samples import samples_opener
 from perfrepro.generation.local_server import LocalServerError
 from perfrepro.generation.runinfo import start_model_stage, summary
 from perfrepro.generation.retrieve import retrieve_examples
@@ -71,9 +73,12 @@ def main(argv=None) -> int:
             protocol=params.retrieval.protocol,
             max_seq_length=params.embed.max_seq_length,
         )
-        with open_backend(params.llm, shots=params.shots, recorded_responses=recorded_loader(params)) as backend:
+        track_tasks = lambda: load_task_source(params.data.tasks_source, params.data.tasks)  # noqa: E731 - samples' task ids
+        samples = samples_opener(params.samples, track_tasks, tasks, f"efficiency track ({params.data.tasks})")
+        with open_backend(params.llm, shots=params.shots, recorded_responses=recorded_loader(params),
+                          samples=samples) as backend:
             completions = generate_completions(tasks, backend, retrieved)
-    except (ConfigError, BackendError, LocalServerError, FileNotFoundError) as exc:
+    except (ConfigError, BackendError, LocalServerError, DatasetError, FileNotFoundError) as exc:
         log.error("%s", exc)
         return 1
     except KeyboardInterrupt:

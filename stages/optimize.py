@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from perfrepro.config import ConfigError, load_params
+from perfrepro.datasets import load_opt_tasks
 from perfrepro.datasets.base import DatasetError
 from perfrepro.datasets.pie import load_pairs
 from perfrepro.finetuning.evaluate import finetuned_llm, finetuned_requests, read_info
@@ -30,6 +31,7 @@ from perfrepro.generation.backends import BackendError, check_backend, open_back
 from perfrepro.generation.cache import resolve_cache_dir
 from perfrepro.generation.local_server import LocalServerError
 from perfrepro.generation.runinfo import start_model_stage, summary
+from perfrepro.generation.samples import samples_opener
 from perfrepro.generation.generate import status_counts, too_many_failures
 from perfrepro.io import atomic_outputs
 from perfrepro.optimization.optimize import optimize_tasks, retrieve_pie_examples
@@ -78,8 +80,10 @@ def main(argv=None) -> int:
         pairs = load_pairs(pairs_file) if shots > 0 else []
         cache_dir = resolve_cache_dir(params.llm.cache_dir).parent / "pie-embeddings"
         examples = retrieve_pie_examples(tasks, pairs, shots, str(pairs_file), str(cache_dir))
+        track_tasks = lambda: load_opt_tasks(params.data.enamel_dir, include_excluded=True)  # noqa: E731 - samples' task ids
+        samples = samples_opener(params.samples, track_tasks, tasks, f"optimization track ({params.data.enamel_dir})")
         completions = optimize_tasks(
-            tasks, examples, llm, lambda llm: open_backend(llm), pie.samples, style, template,
+            tasks, examples, llm, lambda llm: open_backend(llm, samples=samples), pie.samples, style, template,
             on_backend=backends.append,
             requests=finetuned_requests(tasks, style, template) if finetuned else None,
         )

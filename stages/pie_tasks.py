@@ -19,6 +19,7 @@ from perfrepro.config import ConfigError, load_params
 from perfrepro.datasets.split import select_subset
 from perfrepro.executors import ExecutorError, make_executor
 from perfrepro.io import atomic_outputs
+from perfrepro.generation.samples import select_tasks
 from perfrepro.logs import setup_logging
 from perfrepro.optimization.tasks import PLUS_CAP, load_plus_inputs, write_pie_tasks
 from perfrepro.records import OptTask, RecordError, read_jsonl
@@ -32,6 +33,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--opt-tasks", type=Path, default=Path("data/prepared/opt_tasks.jsonl"))
     parser.add_argument("--humanevalplus", type=Path, default=Path("data/raw/humanevalplus/HumanEvalPlus.jsonl.gz"))
     parser.add_argument("--out", type=Path, default=Path("data/pie/tasks"))
+    parser.add_argument("--subset", choices=("pie", "samples"), default="pie",
+                        help="pie: pie.limit_tasks, chosen by seed; samples: the first samples.limit_tasks of samples.tasks")
     parser.add_argument("--plus-cap", type=int, default=PLUS_CAP,
                         help="at most this many HumanEval+ inputs per task, a seeded sample (default: all)")
     return parser.parse_args(argv)
@@ -44,10 +47,15 @@ def main(argv=None) -> int:
         params = load_params(args.params)
         tasks = read_jsonl(args.opt_tasks, OptTask)
         plus = load_plus_inputs(args.humanevalplus)
+        if args.subset == "samples":  # the samples rows (samples_tasks): every model on the same tasks
+            if params.samples is None:
+                raise ConfigError("samples: missing section (pie_tasks --subset samples reads samples.tasks)")
+            subset = select_tasks(tasks, params.samples.tasks, params.samples.limit_tasks, str(args.opt_tasks))
+        else:
+            subset = select_subset(tasks, params.pie.limit_tasks, params.seed)
     except (ConfigError, RecordError, ValueError, FileNotFoundError) as exc:
         log.error("%s", exc)
         return 1
-    subset = select_subset(tasks, params.pie.limit_tasks, params.seed)
     enamel = params.pie.enamel
     enamel_spec = ({"seed": enamel.seed, "tests_per_level": list(enamel.tests_per_level)}
                    if params.pie.protocol == "enamel" else None)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from perfrepro.config import ConfigError, load_params
 from perfrepro.environment import fingerprint
+from perfrepro.generation.samples import configured_source
 from perfrepro.io import atomic_outputs, write_json, write_text
 from perfrepro.logs import setup_logging
 from perfrepro.metrics.efficiency import efficiency_metrics, task_ratios
@@ -103,7 +104,8 @@ def main(argv=None) -> int:
     except (ConfigError, RecordError, ValueError, FileNotFoundError) as exc:
         log.error("%s", exc)
         return 1
-    name = experiment_name(params.shots, params.llm.model, params.llm.backend)
+    name = experiment_name(params.shots, params.llm.model, params.llm.backend,
+                           configured_source(params.samples))
     flat = {key: _number(value) for key, value in metrics.as_dict().items()
             if key not in ("status_counts", "time_unit")}
     flat.update({f"status_{status}": count for status, count in metrics.status_counts.items()})

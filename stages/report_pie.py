@@ -1,12 +1,14 @@
-"""Stage `report_pie`: PIE-track timings -> metrics/optimization.json and metrics/optimization.md
-(params: pie.samples, llm.backend, llm.model, timing.backend, pie.protocol, pie.enamel).
+"""Stage `report_pie`: PIE-track timings -> metrics/optimization.json, optimization.md and
+optimization_tasks.json (params: pie.samples, llm.backend, llm.model, timing.backend, samples).
 
-Speedup (mean over tasks of max(1, t_slow / t_generated), an incorrect or missing program counting
-1.0), %Opt (correct and speedup >= 1.10), %Correct and ENAMEL's eff@1, for the generated programs
-(and Best@k when pie.samples > 1), the ENAMEL reference (the human ceiling) and the slow program.
-One row per model besides: every run under `--rows` (data/pie/rows/<role>/{completions.jsonl,timings}:
-the base model with the plain and the conditioned prompt, the fine-tuned model), each against the
-slow program timed in its own run. Under `pie.protocol: enamel`: ENAMEL's eff@k and pass@k instead.
+Speedup (mean over tasks of max(1, t_slow / t_generated); incorrect or missing: 1.0), %Opt, %Correct
+and ENAMEL's eff@1 of the generated programs (Best@k when pie.samples > 1), the ENAMEL reference and
+the slow program; one row per model besides, each against the slow program of its own run: the runs
+under `--rows` (base model, plain and conditioned prompt; fine-tuned model) and each model of
+`samples.models` under `--samples-rows` (@1 the mean over its samples.samples_per_task samples;
+Best@k, eff@k for k = samples.k), with their paired comparison. optimization_tasks.json: each row's
+per-task speedups (`perfrepro table` pairs rows across experiments with them). Under `pie.protocol: enamel`
+(params pie.protocol, pie.enamel): ENAMEL's eff@k and pass@k instead.
 """
 
 from __future__ import annotations
@@ -20,9 +22,12 @@ from perfrepro.config import ConfigError, load_params
 from perfrepro.environment import fingerprint
 from perfrepro.io import atomic_outputs, write_json, write_text
 from perfrepro.logs import setup_logging
-from perfrepro.metrics.optimization import model_rows, optimization_metrics, summarize, task_outcomes
-from perfrepro.report import enamel_report, optimization_table, optimization_task_table
-from perfrepro.records import Completion, Measurement, RecordError, read_jsonl
+from perfrepro.metrics.optimization import (optimization_metrics, read_model_runs, run_rows, samples_run_rows,
+                                          summarize, task_outcomes)
+from perfrepro.generation.samples import configured_source
+from perfrepro.report import (enamel_report, optimization_markdown, optimization_table, per_task_speedups,
+                              pie_generated_source)
+from perfrepro.records import Measurement, RecordError, read_jsonl
 
 log = logging.getLogger("report_pie")
 MODEL_ROLES = ("base_plain", "base_conditioned", "finetuned")
@@ -34,27 +39,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--timings", type=Path, default=Path("data/pie/timings"))
     parser.add_argument("--metrics", type=Path, default=Path("metrics/optimization.json"))
     parser.add_argument("--table", type=Path, default=Path("metrics/optimization.md"))
+    parser.add_argument("--per-task", type=Path, default=Path("metrics/optimization_tasks.json"))
     parser.add_argument("--rows", type=Path, default=Path("data/pie/rows"),
                         help="per-model runs: <rows>/<role>/completions.jsonl and timings/ (missing: no such rows)")
+    parser.add_argument("--samples-rows", type=Path, default=Path("data/samples/rows"),
+                        help="samples runs: <samples-rows>/<model>/completions.jsonl and timings/ (missing: no such row)")
     return parser.parse_args(argv)
-
-
-def model_runs(rows_dir: Path) -> list[tuple[str, str, list[Measurement]]]:
-    """(role, model, measurements) of each run under `rows_dir`, in MODEL_ROLES order."""
-    found = []
-    for role in MODEL_ROLES:
-        run = rows_dir / role
-        if not (run / "timings" / "measurements.jsonl").is_file():
-            continue
-        completions = read_jsonl(run / "completions.jsonl", Completion)
-        found.append((role, completions[0].model if completions else role,
-                      read_jsonl(run / "timings" / "measurements.jsonl", Measurement)))
-    return found
-
-
-def per_model_rows(runs: list[tuple[str, str, list[Measurement]]], samples: int) -> list:
-    """The generated rows of each model run, labelled by its model."""
-    return [row for role, model, run in runs for row in model_rows(task_outcomes(run, samples)[0], samples, role, model)]
 
 
 def main(argv=None) -> int:
@@ -63,13 +53,17 @@ def main(argv=None) -> int:
     try:
         params = load_params(args.params)
         measurements = read_jsonl(args.timings / "measurements.jsonl", Measurement)
-        runs = model_runs(args.rows)
+        extra = run_rows(args.rows, MODEL_ROLES, params.pie.samples)
+        sampled = (samples_run_rows(args.samples_rows, params.samples.models, params.samples.samples_per_task,
+                                    params.samples.k) if params.samples else [])
     except (ConfigError, RecordError, FileNotFoundError) as exc:
         log.error("%s", exc)
         return 1
     if params.pie.protocol == "enamel":  # ENAMEL's eff@k and pass@k (perfrepro.metrics.enamel)
         enamel = params.pie.enamel
         header = f"Model `{params.llm.model}` (llm.backend {params.llm.backend}); samples {params.pie.samples}."
+        runs = read_model_runs(args.rows, MODEL_ROLES) + (
+            read_model_runs(args.samples_rows, params.samples.models) if params.samples else [])
         metrics, text = enamel_report(measurements, runs, enamel.level_weights, enamel.timeout_factor,
                                       params.pie.samples, params.llm.model, header)
         with atomic_outputs(args.metrics, args.table) as (metrics_out, table_out):
@@ -77,27 +71,20 @@ def main(argv=None) -> int:
             write_text(table_out, text)
         print(text.split("## Per task")[0], file=sys.stderr)
         return 0
-    extra = per_model_rows(runs, params.pie.samples)
     outcomes, excluded = task_outcomes(measurements, params.pie.samples)
     rows = summarize(outcomes, params.pie.samples)
-    rows = rows[:-2] + extra + rows[-2:]  # the per-model rows above the reference and the slow program
-    lines = [
-        "# Optimization track (PIE-style, ENAMEL tasks)",
-        "",
-        f"Model `{params.llm.model}` (llm.backend {params.llm.backend}); timing backend `{params.timing.backend}`; "
-        f"{len(outcomes)} tasks, samples {params.pie.samples}.",
-        "",
-        optimization_table(rows, params.llm.model),
-        "",
-    ]
-    if excluded:
-        lines += [f"Left out (the slow program passed no timed level): {', '.join(excluded)}.", ""]
-    lines += ["## Per task", "", optimization_task_table(outcomes), ""]
-    with atomic_outputs(args.metrics, args.table) as (metrics_out, table_out):
+    rows = rows[:-2] + extra + sampled + rows[-2:]  # the other rows above the reference and the slow program
+    llm = params.llm
+    model = pie_generated_source(llm.model, llm.backend, configured_source(params.samples))
+    heading = (f"Model `{model}` (llm.backend {llm.backend}); timing backend `{params.timing.backend}`; "
+               f"{len(outcomes)} tasks, samples {params.pie.samples}.")
+    markdown = optimization_markdown(rows, model, heading, outcomes, excluded, [r for r in sampled if r.k == 1])
+    with atomic_outputs(args.metrics, args.table, args.per_task) as (metrics_out, table_out, per_task_out):
         write_json(metrics_out, {**optimization_metrics(rows, len(excluded)), "run_info": fingerprint()})
-        write_text(table_out, "\n".join(lines))
+        write_text(table_out, markdown)
+        write_json(per_task_out, per_task_speedups(rows, model))
     log.info("%s, %s: %d tasks", args.metrics, args.table, len(outcomes))
-    print(optimization_table(rows, params.llm.model), file=sys.stderr)
+    print(optimization_table(rows, model), file=sys.stderr)
     return 0
 
 

@@ -9,8 +9,10 @@ answer (the client sees a connection error).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -117,8 +119,12 @@ class FakeOpenAI:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property
+    def port(self) -> int:
+        return self.server.server_address[1]
+
+    @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        return f"http://127.0.0.1:{self.port}/v1"
 
     @property
     def count(self) -> int:
@@ -132,6 +138,19 @@ class FakeOpenAI:
     def __exit__(self, *exc) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+@contextlib.contextmanager
+def refused_url(port: int = 0):
+    """A loopback URL whose connections are refused for as long as the block runs.
+
+    The port is held by a bound socket that never listens: nothing else (another pytest-xdist
+    worker's server, say) can take it meanwhile, so "nothing answers there" cannot turn false.
+    `port`: one a stopped FakeOpenAI used, to keep its URL refused; 0 = any free port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # the old server's TIME_WAIT
+        sock.bind(("127.0.0.1", port))
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
 
 
 # ---- fine-tuning endpoints (/v1/files, /v1/fine_tuning/jobs) ----
@@ -244,8 +263,12 @@ class FakeFineTuning:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property
+    def port(self) -> int:
+        return self.server.server_address[1]
+
+    @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        return f"http://127.0.0.1:{self.port}/v1"
 
     def __enter__(self) -> "FakeFineTuning":
         self.thread.start()

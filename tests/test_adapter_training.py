@@ -11,6 +11,8 @@ from perfrepro.embeddings.training import (
     NoTrainingDataError, linear_warmup_decay, mine_hard_negatives, train_adapter, train_variant, training_data,
 )
 
+pytestmark = pytest.mark.slow  # make test-fast leaves this module out
+
 DIM = 16
 
 

@@ -17,6 +17,8 @@ import yaml
 
 from perfrepro.checks import DATA_PATHS, as_report, check_params, check_valgrind, has_errors
 
+pytestmark = pytest.mark.slow  # make test-fast leaves this module out
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
@@ -26,6 +28,8 @@ def real_params() -> dict:
     params = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
     for key in DATA_PATHS:
         params["data"][key] = str(REPO / params["data"][key])
+    for entry in (*params["samples"]["models"].values(), params["samples"]["backend"]):
+        entry["file"] = str(REPO / entry["file"])
     return params
 
 
@@ -57,6 +61,11 @@ def test_a_missing_data_file_names_its_key(tmp_path):
     _, findings = check_params(write_params(tmp_path, params))
     errors = [f.message for f in findings if f.level == "error"]
     assert len(errors) == 1 and errors[0].startswith("data.tasks: data/raw/nowhere.jsonl.gz does not exist")
+    params = real_params()
+    params["samples"]["models"]["gpt-4o-2024-08-06"]["file"] = "nowhere.jsonl"
+    _, findings = check_params(write_params(tmp_path, params))
+    errors = [f.message for f in findings if f.level == "error"]
+    assert len(errors) == 1 and errors[0].startswith("samples.models.gpt-4o-2024-08-06.file: nowhere.jsonl does not exist")
 
 
 def test_valgrind_is_an_error_only_when_the_deterministic_backend_needs_it(monkeypatch):

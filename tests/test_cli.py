@@ -148,6 +148,7 @@ def write_result(path: Path, result: ExperimentResult) -> None:
         (path / name).write_text(json.dumps(data))
 
 
+@pytest.mark.slow
 def test_cli_from_exp_runs_real_dvc_exp_show(capsys, exp_show, tmp_path):
     # A real DVC repo whose commit holds the fixture's workspace, plus one experiment saved with
     # `dvc exp save` (shots 1 and another NET): `perfrepro table` reads both through `dvc exp show`.
@@ -176,6 +177,7 @@ def test_cli_from_exp_runs_real_dvc_exp_show(capsys, exp_show, tmp_path):
     assert "-----" in out and "| Model" not in out
 
 
+@pytest.mark.slow
 def test_cli_reports_a_failing_dvc(capsys, tmp_path):
     subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)  # a git repo, but no `dvc init`
     assert cli.main(["table", "-C", str(tmp_path)]) == 1
@@ -202,6 +204,7 @@ def test_cli_from_metrics_without_metrics_fails_clearly(tmp_path, capsys):
 
 @pytest.mark.skipif(shutil.which("perfrepro", path=str(Path(sys.executable).parent)) is None,
                     reason="console script not installed")
+@pytest.mark.slow
 def test_console_script_help():
     exe = shutil.which("perfrepro", path=str(Path(sys.executable).parent))
     proc = subprocess.run([exe, "table", "--help"], capture_output=True, text=True)
@@ -220,6 +223,7 @@ def run_module(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
                           env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
 
 
+@pytest.mark.slow
 def test_python_m_perfrepro_version_and_bare_help():
     from perfrepro import __version__
 
@@ -245,6 +249,8 @@ def test_perfrepro_check_names_a_top_level_typo_and_what_to_do(tmp_path, capsys)
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     for key in ("corpus", "tasks", "enamel_dir", "humanevalplus", "pie_pairs"):
         params["data"][key] = str(REPO / params["data"][key])
+    for entry in (*params["samples"]["models"].values(), params["samples"]["backend"]):
+        entry["file"] = str(REPO / entry["file"])
     params["shotz"] = 2
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     assert cli.main(["check", "--params-only", "-C", str(tmp_path)]) == 1

@@ -153,6 +153,7 @@ def test_effibench_broken_test_code_is_rejected(tmp_path):
         effibench.load_tasks(path)
 
 
+@pytest.mark.slow
 def test_effibench_hub_offline_says_how_to_pass_a_local_file(monkeypatch):
     import datasets
     import huggingface_hub.constants

@@ -58,6 +58,7 @@ def tiny_params(params: dict) -> dict:
         variant.update(epochs=min(variant["epochs"], 2), batch_size=8, warmup_steps=2)
     params["timing"].update(repeats=2, min_sample_ms=5.0)
     params["pie"].update(limit_tasks=2, tests_per_level=1)
+    params["samples"].update(limit_tasks=1, samples_per_task=1, k=1)  # each model: one sample of one task
     params["finetune"].update(max_steps=4, warmup_steps=1, eval_steps=2, eval_records=2)
     params["self_play"].update(problems=2, input_sizes=[8, 64], inputs_per_size=1)
     for role in ("proposer", "optimizer"):
@@ -155,7 +156,7 @@ def test_metrics_files_have_their_keys(tiny):
     assert efficiency["tasks"] == 2
 
     optimization = json.loads((metrics / "optimization.json").read_text())
-    for row in ("generated", "reference", "slow"):
+    for row in ("generated", "reference", "slow", *(f"samples.{model}" for model in params["samples"]["models"])):
         for key in ("speedup", "pct_opt", "pct_correct", "eff_at_1", "tasks"):
             assert f"optimization.{row}.{key}" in optimization
 
@@ -190,6 +191,27 @@ def test_shots_experiment_reruns_only_generation_measurement_and_report(tiny):
     assert efficiency["tasks"] == 2
     # back to the committed state for the tests below
     run(["git", "checkout", "--", "."], repo, env)
+    run(["dvc", "checkout", "--force"], repo, env)
+    assert stages_run(run(["dvc", "repro"], repo, env)) == []
+
+
+def test_a_new_samples_model_reruns_only_its_row_and_the_report(tiny):
+    repo, env = tiny["repo"], tiny["env"]
+    params_path = repo / "params.yaml"
+    params = yaml.safe_load(params_path.read_text())
+    first = next(iter(params["samples"]["models"].values()))
+    params["samples"]["models"]["copy-of-first"] = dict(first, source="the first model's file again")
+    params_path.write_text(yaml.safe_dump(params, sort_keys=False))
+    proc = run(["dvc", "repro"], repo, env)
+    assert sorted(stages_run(proc)) == ["check", "measure_samples@copy-of-first", "report_pie",
+                                        "samples_completions@copy-of-first"]
+    optimization = json.loads((repo / "metrics" / "optimization.json").read_text())
+    assert "optimization.samples.copy-of-first.speedup" in optimization
+    assert "copy-of-first (the first model's file again)" in (repo / "metrics" / "optimization.md").read_text()
+    # back to the committed state for the tests below; a removed model's folder is removed by hand
+    # (report_pie depends on the whole data/samples/rows)
+    run(["git", "checkout", "--", "."], repo, env)
+    shutil.rmtree(repo / "data" / "samples" / "rows" / "copy-of-first")
     run(["dvc", "checkout", "--force"], repo, env)
     assert stages_run(run(["dvc", "repro"], repo, env)) == []
 

@@ -218,6 +218,7 @@ def test_markdown_has_the_reference_row_beside_the_live_one():
     assert ref_cells[2] == f"{reference.NET:.2f}" and ref_cells[3] == f"[{reference.NET_lo:.2f}, {reference.NET_hi:.2f}]"
 
 
+@pytest.mark.slow
 def test_perfrepro_table_pairs_two_real_dvc_experiments(tmp_path, capsys):
     # a real DVC repo: the commit holds shots 0 and its per-task NET; `dvc exp save` keeps shots 1,
     # twice as fast on every task both passed. `perfrepro table` reads both revs' net_ratios.json.
@@ -247,9 +248,11 @@ def test_perfrepro_table_pairs_two_real_dvc_experiments(tmp_path, capsys):
     assert cli.main(["table", "--track", "efficiency", "-C", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in out.splitlines() if line.startswith("| m ")]
-    paired = [row for row in rows if len(row) == 5]  # the efficiency table's rows have 17 cells
-    # workspace == commit (one row, shots 0) against the experiment (shots 1): 3 tasks both passed
-    assert paired == [["m", "rag1_and_m", "3", "0.500", "0.250"]], out
+    paired = [row for row in rows if len(row) == 8]  # the efficiency table's rows have 17 cells
+    # workspace == commit (one row, shots 0) against the experiment (shots 1): 3 tasks both passed,
+    # every ratio 0.5 (so the interval of the median is [0.5, 0.5]); p cannot be small with 3 tasks
+    assert [row[:7] for row in paired] == [["m", "rag1_and_m", "3", "0.500", "[0.500, 0.500]", "0.250", "0"]], out
+    assert "only 3 item(s) differ" in paired[0][7]
 
 
 def test_reported_intervals_are_the_seeded_bootstrap_and_repeat_exactly():

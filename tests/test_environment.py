@@ -7,10 +7,12 @@ import importlib.util
 import platform
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from perfrepro.environment import (
+    PORTABLE_CMAKE_ARGS,
     PORTABLE_ISA,
     LlamaBuild,
     LlamaBuildError,
@@ -29,6 +31,12 @@ PORTABLE = ("CPU : SSE3 = 1 | SSSE3 = 1 | AVX = 1 | AVX2 = 1 | F16C = 1 | FMA = 
 NATIVE_SAPPHIRE_RAPIDS = ("CPU : SSE3 = 1 | SSSE3 = 1 | AVX = 1 | AVX_VNNI = 1 | AVX2 = 1 | F16C = 1 | FMA = 1 | "
                           "BMI2 = 1 | AVX512 = 1 | AVX512_VBMI = 1 | AVX512_VNNI = 1 | AVX512_BF16 = 1 | "
                           "AMX_INT8 = 1 | LLAMAFILE = 1 | OPENMP = 1 | REPACK = 1 |")
+
+
+def test_the_makefile_builds_llama_cpp_with_the_portable_flags_the_reinstall_hint_names():
+    makefile = (Path(__file__).parents[1] / "Makefile").read_text()
+    line = next(l for l in makefile.splitlines() if l.startswith("export CMAKE_ARGS :="))
+    assert line.split(":=", 1)[1].split() == PORTABLE_CMAKE_ARGS.split()
 
 
 def build_of(text: str) -> LlamaBuild:

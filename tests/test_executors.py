@@ -30,6 +30,8 @@ from perfrepro.timing.fingerprint import check_uniform
 from perfrepro.timing.measure import as_raw_row, measure_tasks
 from perfrepro.timing.remote import TaskRun, collect
 
+pytestmark = pytest.mark.slow  # make test-fast leaves this module out
+
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = Path(__file__).parent / "fixtures" / "efficiency_tasks.jsonl"
 needs_valgrind = pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
@@ -79,8 +81,16 @@ def test_deterministic_on_a_local_cluster_is_byte_identical_to_local(tmp_path, t
     assert dask[1] == local[1]  # raw.jsonl: every valgrind number, in task order
 
 
-def test_a_worker_killed_mid_task_gets_the_task_retried(tmp_path, tasks, cluster):
+@pytest.fixture
+def own_cluster():
+    """A cluster of the test's own: the worker its nanny restarts must not outlive the test."""
+    with make_executor(ExecutorConfig(kind="dask", workers=2, retries=2), progress=False) as executor:
+        yield executor
+
+
+def test_a_worker_killed_mid_task_gets_the_task_retried(tmp_path, tasks, own_cluster):
     # the completion sleeps at import (each timed call re-runs it): the task lasts a few seconds
+    cluster = own_cluster
     slow = [Completion(t.id, 0, "test", "ok", t.canonical_solution + "\nimport time\ntime.sleep(0.4)\n", None)
             for t in tasks[1:3]]
     client = cluster.client
@@ -162,11 +172,20 @@ def test_an_unreachable_scheduler_fails_within_seconds_naming_the_address():
 LOOP_FOREVER = "class Solution:\n    def canAliceWin(self, n):\n        while True:\n            pass\n"
 
 
-def under_a_worker(process: psutil.Process) -> bool:
-    """A process started by a Dask worker (its title: `dask worker [tcp://...]`), not by the stage itself."""
+def sandboxed_under_a_worker(process: psutil.Process) -> bool:
+    """A sandboxed run (unshare or setpriv) that a Dask worker (its title: `dask worker [tcp://...]`)
+    started, not the stage itself; a process that ended meanwhile is not one."""
     try:
-        return any("dask worker" in " ".join(parent.cmdline()) for parent in process.parents())
+        return (process.name() in ("unshare", "setpriv")
+                and any("dask worker" in " ".join(parent.cmdline()) for parent in process.parents()))
     except psutil.Error:
+        return False
+
+
+def alive(process: psutil.Process) -> bool:
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:  # it ended between the two questions
         return False
 
 
@@ -189,7 +208,7 @@ def test_ctrl_c_on_a_stage_with_a_local_cluster_leaves_no_process(tmp_path, task
         deadline, tree = time.monotonic() + 90, []
         while time.monotonic() < deadline:  # wait for the looping program under a worker
             tree = root.children(recursive=True)
-            if any(under_a_worker(p) for p in tree if p.name() in ("unshare", "setpriv")):  # a sandboxed run
+            if any(sandboxed_under_a_worker(p) for p in tree):
                 break
             time.sleep(0.3)
         else:
@@ -199,10 +218,10 @@ def test_ctrl_c_on_a_stage_with_a_local_cluster_leaves_no_process(tmp_path, task
         stage.send_signal(signal.SIGINT)
         stage.wait(timeout=60)
         gone_by = time.monotonic() + 30
-        while time.monotonic() < gone_by and any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in tree):
+        while time.monotonic() < gone_by and any(alive(p) for p in tree):
             time.sleep(0.2)
-        alive = [p for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-        assert not alive, [" ".join(p.cmdline()) for p in alive]
+        left = [p for p in tree if alive(p)]
+        assert not left, [" ".join(p.cmdline()) for p in left]
         assert not (tmp_path / "timings").exists()  # an interrupted stage writes nothing
     finally:
         if stage.poll() is None:

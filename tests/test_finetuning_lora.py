@@ -15,6 +15,8 @@ from perfrepro.finetuning.data import SftRecord
 from perfrepro.finetuning.templates import training_messages
 from perfrepro.records import write_jsonl
 
+pytestmark = pytest.mark.slow  # make test-fast leaves this module out
+
 SETTINGS = dict(max_steps=3, batch_size=2, lr=1e-2, warmup_steps=1, lora_r=4, lora_alpha=8, lora_dropout=0.0,
                 target_modules=("q_proj", "v_proj"), lora_layers=1, eval_steps=2, eval_records=2, threads=1)
 
@@ -96,6 +98,11 @@ def run_finetune_stage(tiny_model_dir, tmp_path):
     info = json.loads((out / "info.json").read_text())
     assert info["backend"] == "local" and info["model"] == f"{tiny_model_dir.name}+lora-pie-plain"
     assert (out / "adapter" / "adapter_model.safetensors").is_file() and (out / "merged" / "config.json").is_file()
+    # the same params give the same file on any machine: the base model by name, the modules sorted
+    adapter_config = json.loads((out / "adapter" / "adapter_config.json").read_text())
+    assert adapter_config["base_model_name_or_path"] == tiny_model_dir.name
+    assert adapter_config["target_modules"] == sorted(SETTINGS["target_modules"])
+    assert str(tiny_model_dir) not in "".join(p.read_text() for p in (out / "adapter").glob("*.md"))
     curve = json.loads((tmp_path / "loss.json").read_text())
     assert [(r["step"], r["split"]) for r in curve] == [(0, "train"), (0, "val"), (2, "train"), (2, "val"),
                                                       (3, "train"), (3, "val")]

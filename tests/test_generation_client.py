@@ -5,11 +5,10 @@ circuit breaker (connection failures: a closed loopback port, or a server that h
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
 import pytest
-from fake_openai_server import FakeOpenAI, Reply, chat_completion
+from fake_openai_server import FakeOpenAI, Reply, chat_completion, refused_url
 
 from perfrepro.generation.cache import CACHE_ENV_VAR, ResponseCache, resolve_cache_dir
 from perfrepro.generation.client import BackendError, ChatClient, ChatRequest, EndpointError, scrub_secret
@@ -63,11 +62,10 @@ def test_a_timeout_is_retried(tmp_path):
 
 
 def test_connection_refused_is_a_failed_result_not_an_exception(tmp_path):
-    with FakeOpenAI() as server:
-        base_url = server.base_url
-    c = ChatClient(model="m", base_url=base_url, api_key=SECRET, max_retries=1, backoff_base_s=0.01,
-                   timeout_s=2.0, cache=ResponseCache(tmp_path), progress=False)
-    result = c.complete(requests(1)[0])
+    with refused_url() as base_url:
+        c = ChatClient(model="m", base_url=base_url, api_key=SECRET, max_retries=1, backoff_base_s=0.01,
+                       timeout_s=2.0, cache=ResponseCache(tmp_path), progress=False)
+        result = c.complete(requests(1)[0])
     assert not result.ok and "connection error" in result.error and result.attempts == 2
 
 
@@ -172,20 +170,12 @@ def test_scrub_secret_masks_keys_and_bearer_tokens():
 # -- fast failures: preflight and circuit breaker ----------------------------------------------
 
 
-def closed_port_url() -> str:
-    """A loopback URL nothing listens on (the port was just free)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}/v1"
-
-
 def test_preflight_on_a_closed_port_raises_naming_the_url_and_sends_nothing(tmp_path):
-    url = closed_port_url()
-    c = ChatClient(model="m", base_url=url, api_key=SECRET, max_retries=3, cache=ResponseCache(tmp_path),
-                   progress=False, config_key="llm")
-    with pytest.raises(EndpointError) as info:
-        c.complete_many(requests(5))
+    with refused_url() as url:
+        c = ChatClient(model="m", base_url=url, api_key=SECRET, max_retries=3, cache=ResponseCache(tmp_path),
+                       progress=False, config_key="llm")
+        with pytest.raises(EndpointError) as info:
+            c.complete_many(requests(5))
     message = str(info.value)
     assert f"cannot reach the LLM endpoint {url}" in message and f"GET {url}/models" in message
     assert "Connection refused" in message and "check llm.base_url" in message
@@ -197,31 +187,33 @@ def test_preflight_is_skipped_when_every_request_is_cached(tmp_path):
     with FakeOpenAI() as server:
         client(server, tmp_path).complete_many(requests(3))
         gets = server.gets
-        base_url = server.base_url
+        port = server.port
     assert gets == 1  # one preflight for the whole batch
-    offline = ChatClient(model="fake-model", base_url=base_url, api_key=SECRET, temperature=0.0, max_tokens=32,
-                         seed=1, cache=ResponseCache(tmp_path), progress=False)
-    results = offline.complete_many(requests(3))  # the server is gone: only the cache answers
+    with refused_url(port) as base_url:  # the server is gone: only the cache answers
+        offline = ChatClient(model="fake-model", base_url=base_url, api_key=SECRET, temperature=0.0, max_tokens=32,
+                             seed=1, cache=ResponseCache(tmp_path), progress=False)
+        results = offline.complete_many(requests(3))
     assert all(r.ok and r.cached for r in results)
 
 
 def test_check_endpoint_fails_at_once_unless_the_cache_holds_answers_of_that_endpoint(tmp_path, caplog):
     with FakeOpenAI() as server:
         client(server, tmp_path).complete_many(requests(2))
-        base_url = server.base_url
+        port = server.port
     # the server is gone; the cache holds answers from it: warn and go on, the cache answers
-    cached = ChatClient(model="fake-model", base_url=base_url, api_key=SECRET, temperature=0.0, max_tokens=32,
-                        seed=1, cache=ResponseCache(tmp_path), progress=False)
-    cached.check_endpoint()
-    assert "the cache holds answers from this endpoint" in caplog.text
-    assert all(r.cached for r in cached.complete_many(requests(2)))
-    with pytest.raises(EndpointError, match="cannot reach the LLM endpoint"):  # a miss needs the server
-        cached.complete_many(requests(3))
-    # another model at that URL has nothing cached: fail at once
-    other = ChatClient(model="other-model", base_url=base_url, api_key=SECRET, cache=ResponseCache(tmp_path),
-                       progress=False)
-    with pytest.raises(EndpointError, match=f"cannot reach the LLM endpoint {base_url}"):
-        other.check_endpoint()
+    with refused_url(port) as base_url:
+        cached = ChatClient(model="fake-model", base_url=base_url, api_key=SECRET, temperature=0.0, max_tokens=32,
+                            seed=1, cache=ResponseCache(tmp_path), progress=False)
+        cached.check_endpoint()
+        assert "the cache holds answers from this endpoint" in caplog.text
+        assert all(r.cached for r in cached.complete_many(requests(2)))
+        with pytest.raises(EndpointError, match="cannot reach the LLM endpoint"):  # a miss needs the server
+            cached.complete_many(requests(3))
+        # another model at that URL has nothing cached: fail at once
+        other = ChatClient(model="other-model", base_url=base_url, api_key=SECRET, cache=ResponseCache(tmp_path),
+                           progress=False)
+        with pytest.raises(EndpointError, match=f"cannot reach the LLM endpoint {base_url}"):
+            other.check_endpoint()
 
 
 def test_preflight_runs_once_per_client(tmp_path):

@@ -9,17 +9,19 @@ import dataclasses
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
+import pytest
 import yaml
-from fake_openai_server import FakeOpenAI, Reply
+from fake_openai_server import FakeOpenAI, Reply, refused_url
 
 from perfrepro.records import Completion, Task, read_jsonl, write_jsonl
+
+pytestmark = pytest.mark.slow  # make test-fast leaves this module out
 
 REPO = Path(__file__).resolve().parents[1]
 SECRET = "sk-stage-test-SECRET-9876543210"
@@ -193,20 +195,13 @@ def test_same_answers_give_the_same_bytes_on_another_machine(tmp_path):
     assert outputs[0] == outputs[1]
 
 
-def closed_port_url() -> str:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}/v1"
-
-
 def test_a_wrong_base_url_fails_before_retrieval_naming_it(tmp_path):
-    url = closed_port_url()
-    env = setup_workspace(tmp_path, url, 10, max_retries=3)
-    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
-    params["shots"] = 1  # retrieval would load the encoder and fail on the missing index: it never runs
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    result = subprocess.run(command(tmp_path), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    with refused_url() as url:
+        env = setup_workspace(tmp_path, url, 10, max_retries=3)
+        params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+        params["shots"] = 1  # retrieval would load the encoder and fail on the missing index: it never runs
+        (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+        result = subprocess.run(command(tmp_path), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
     lines = [line for line in result.stderr.splitlines() if line.startswith("generate: error: ")]
     assert len(lines) == 1, result.stderr

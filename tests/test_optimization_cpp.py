@@ -20,6 +20,8 @@ from perfrepro.execution.compile import (
 from perfrepro.execution.sandbox import Limits
 from perfrepro.timing.base import make_backend
 
+pytestmark = pytest.mark.slow  # make test-fast leaves this module out
+
 ADD = "#include <cstdio>\nint main(){long a,b; if(scanf(\"%ld %ld\",&a,&b)!=2) return 1; printf(\"%ld\\n\", a+b);}\n"
 TESTS = [("1 2\n", "3\n"), ("40 2\n", "42")]
 # Primes up to n (17,984 up to 200,000): trial division allocates nothing; the sieve allocates one

@@ -1,6 +1,8 @@
 """measure_tasks through the real sandbox and wall backend: a generated program is timed only after
 it passes the correctness tests (level 0 and every HumanEval+ input) in one untimed run."""
 
+import pytest
+
 from perfrepro.config import TimingConfig
 from perfrepro.metrics.optimization import split_level_key, task_outcomes
 from perfrepro.optimization.inputs import generate_task_inputs
@@ -9,6 +11,8 @@ from perfrepro.records import Completion
 from perfrepro.timing.base import make_backend
 
 from test_optimization_inputs import TASK
+
+pytestmark = pytest.mark.slow  # make test-fast leaves this module out
 
 CONFIG = TimingConfig(backend="wall", repeats=1, min_sample_ms=2.0, timeout_s=20.0, memory_limit_mb=1024, rss_interval_ms=1.0)
 

@@ -17,7 +17,8 @@ from perfrepro.timing.base import make_backend
 
 from test_optimization_inputs import TASK
 
-pytestmark = pytest.mark.skipif(shutil.which("valgrind") is None, reason="the deterministic backend needs valgrind")
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(shutil.which("valgrind") is None, reason="the deterministic backend needs valgrind")]
 
 
 def test_reference_against_itself_is_exactly_one_and_import_time_work_is_charged():

@@ -13,10 +13,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from perfrepro.config import load_params
 from perfrepro.records import CorpusPair, OptTask, Task, read_jsonl
+
+pytestmark = pytest.mark.slow  # make test-fast leaves this module out
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # make test-fast leaves this module out
+
 ROOT = Path(__file__).resolve().parents[1]
 DVC = str(Path(sys.executable).parent / "dvc")
 MODELS = ["base all-MiniLM-L6-v2", "adapter_infonce", "adapter_5_negatives"]

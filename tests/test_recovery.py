@@ -6,16 +6,18 @@ and leaves no output; with params.yaml restored, `dvc checkout` and `dvc repro` 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
-from fake_openai_server import FakeOpenAI
+from fake_openai_server import FakeOpenAI, refused_url
 
 from perfrepro.records import write_jsonl
 from test_generation_stage import tiny_tasks
+
+pytestmark = pytest.mark.slow  # make test-fast leaves this module out
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -33,13 +35,6 @@ stages:
     outs:
       - data/completions.jsonl
 """
-
-
-def closed_port_url() -> str:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}/v1"
 
 
 def test_a_failed_generate_leaves_nothing_and_checkout_then_repro_recover_without_force(tmp_path):
@@ -72,10 +67,10 @@ def test_a_failed_generate_leaves_nothing_and_checkout_then_repro_recover_withou
         sh("git", "commit", "-q", "-m", "good run")
 
         # Fail on purpose: a wrong base_url.
-        wrong = closed_port_url()
-        params["llm"]["base_url"] = wrong
-        (repo / "params.yaml").write_text(yaml.safe_dump(params))
-        failed = sh(dvc, "repro", ok=False)
+        with refused_url() as wrong:
+            params["llm"]["base_url"] = wrong
+            (repo / "params.yaml").write_text(yaml.safe_dump(params))
+            failed = sh(dvc, "repro", ok=False)
         assert failed.returncode != 0
         assert f"cannot reach the LLM endpoint {wrong}" in failed.stderr + failed.stdout
         assert not (repo / "data" / "completions.jsonl").exists()  # no half-made output to refuse

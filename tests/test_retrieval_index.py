@@ -17,8 +17,11 @@ from perfrepro.embeddings.cache import build_embedding_set
 from perfrepro.embeddings.encoder import encode_texts, load_encoder
 from perfrepro.index.chroma import ChromaIndex
 from perfrepro.index.exact import ExactIndex
-from perfrepro.records import CorpusPair
+from perfrepro.records import CorpusPair, write_jsonl
 from perfrepro.retrieval.evaluation import evaluate
+from perfrepro.retrieval.retrievers import LinearRetriever, StoredQueries
+
+pytestmark = pytest.mark.slow  # make test-fast leaves this module out
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -82,7 +85,11 @@ def test_evaluation_end_to_end_through_the_stages(corpus, tmp_path, monkeypatch)
     assert train_adapter.main(["--variant", "tiny_slow", "--embeddings", "embeddings", "--out-dir", "adapters", *slow.split()]) == 0
     with pytest.raises(SystemExit, match="lr: expected float"):
         train_adapter.main(["--variant", "bad", "--embeddings", "embeddings", "--out-dir", "adapters", *flags.replace("0.001", "fast").split()])
-    assert eval_retrieval.main(["--embeddings", "embeddings", "--index", "index", "--adapters", "adapters"]) == 0
+    write_jsonl(Path("corpus_test.jsonl"), [CorpusPair(i, p, s, None, "python", "fixture") for i, p, s in PAIRS])
+    assert eval_retrieval.main(["--embeddings", "embeddings", "--index", "index", "--adapters", "adapters",
+                                "--test", "corpus_test.jsonl", "--ooc", "no-ooc", "--metrics", "metrics/retrieval.json",
+                                "--full", "metrics/retrieval_full.json", "--table", "metrics/retrieval.md",
+                                "--plot", "metrics/retrieval_hit_at_k.json"]) == 0
     headline = json.loads(Path("metrics/retrieval.json").read_text())["retrieval"]
     assert set(headline) == {"base_all-MiniLM-L6-v2", "tiny_infonce", "tiny_slow", "tiny_infonce__study", "tiny_slow__study"}
     assert set(headline["tiny_infonce"]) == {"hit@1", "hit@1_low", "hit@1_high", "hit@10", "mrr@10"}
@@ -91,14 +98,16 @@ def test_evaluation_end_to_end_through_the_stages(corpus, tmp_path, monkeypatch)
     assert headline["tiny_slow"]["hit@1"] == metrics["tiny_slow"]["hit@1"]
     assert full["training"]["tiny_slow"]["n_train"] == 1
     # the eval loop agrees with a direct exact-search evaluation of the base model
-    test = emb.rows("test")
-    exact = evaluate(ExactIndex(emb.ids, emb.solutions), emb.problems[test], [emb.ids[i] for i in test], [1, 3])
+    test_ids = [emb.ids[i] for i in emb.rows("test")]
+    exact = LinearRetriever(ExactIndex(emb.ids, emb.solutions), StoredQueries(tuple(emb.ids), emb.problems, "fixture"))
+    exact, _ = evaluate({q: q for q in test_ids}, exact.rank({q: "" for q in test_ids}, 3), [1, 3])
     assert metrics["base_all-MiniLM-L6-v2"]["hit@1"] == pytest.approx(exact["hit@1"])
     assert metrics["base_all-MiniLM-L6-v2"]["mrr@3"] == pytest.approx(exact["mrr@3"])
     table = Path("metrics/retrieval.md").read_text()
     assert "| tiny_slow | 1 | 1 | 1 slow-variant triplets" in table and "Average Hit Rate @k" in table
     # fewer than retrieval.min_training_pairs: the report warns and says why
     assert "**tiny_slow** trained on only 1 pairs/triplets" in table and "too few LLM-made slow variants" in table
+    assert "out-of-corpus evaluation skipped: no-ooc/tasks.jsonl not found" in table
     plot = json.loads(Path("metrics/retrieval_hit_at_k.json").read_text())
     assert {"model", "k", "hit"} <= set(plot[0])
 

@@ -1,6 +1,7 @@
-"""Retrievers beyond a linear adapter: code tokenisation, BM25, reciprocal-rank fusion, intervals,
-the fine-tuned encoder (determinism), and the rule that a task's own canonical solution is never
-a few-shot example for that task."""
+"""The retrievers behind one interface: code tokenisation, BM25, reciprocal-rank fusion and the
+hybrid's composition (by hand), intervals, the fine-tuned encoder (determinism), the rule that a
+task's own canonical solution is never a few-shot example for that task, and generation's and
+evaluation's loading of the same retriever agreeing."""
 
 import os
 
@@ -17,10 +18,18 @@ import pytest
 
 from perfrepro.generation.retrieve import retrieve_examples
 from perfrepro.index.bm25 import BM25Index, code_tokens
-from perfrepro.retrieval.evaluation import evaluate_rankings, reciprocal_rank_fusion
-from perfrepro.retrieval.retrievers import canonical_id, directory_digest, search
+from perfrepro.index.exact import ExactIndex
+from perfrepro.retrieval.evaluation import evaluate
+from perfrepro.retrieval.loading import EvaluationInputs, directory_digest, load_retriever
+from perfrepro.retrieval.retrievers import (
+    HybridRetriever, LinearRetriever, RetrievalInputError, StoredQueries, canonical_id, reciprocal_rank_fusion,
+)
+
+pytestmark = pytest.mark.slow  # make test-fast leaves this module out
 
 ROOT = Path(__file__).resolve().parents[1]
+OUTS = ["--metrics", "metrics/retrieval.json", "--full", "metrics/retrieval_full.json", "--table", "metrics/retrieval.md",
+        "--plot", "metrics/retrieval_hit_at_k.json"]
 
 
 def test_code_tokens_split_camel_and_snake_case():
@@ -46,20 +55,55 @@ def test_bm25_round_trip(tmp_path):
 
 def test_reciprocal_rank_fusion_by_hand():
     # a: 1/61 + 1/63 = 0.03227, b: 1/62 + 1/61 = 0.03252, c: 1/63 + 1/62 = 0.03200
-    assert reciprocal_rank_fusion([["a", "b", "c"], ["b", "c", "a"]], k=60) == ["b", "a", "c"]
-    # depth 1: only each list's first id counts; a tie (1/61 each) resolves by id
-    assert reciprocal_rank_fusion([["b", "a"], ["a", "b"]], k=60, depth=1) == ["a", "b"]
+    fused = reciprocal_rank_fusion([["a", "b", "c"], ["b", "c", "a"]], k=60)
+    assert [doc_id for doc_id, _ in fused] == ["b", "a", "c"]
+    assert [score for _, score in fused] == pytest.approx([1 / 62 + 1 / 61, 1 / 61 + 1 / 63, 1 / 63 + 1 / 62])
+    # a tie (1/61 each) resolves by id
+    assert [doc_id for doc_id, _ in reciprocal_rank_fusion([["b"], ["a"]], k=60)] == ["a", "b"]
 
 
-def test_evaluate_rankings_means_and_seeded_intervals():
-    ranked = [["q1", "x"], ["x", "q2"], ["x", "y"], ["q4", "y"]]
-    metrics, intervals = evaluate_rankings(ranked, ["q1", "q2", "q3", "q4"], [1, 2], interval_keys=["hit@1"], seed=3)
+def exact_retriever(vectors: dict[str, tuple[float, float]], query: tuple[float, float]) -> LinearRetriever:
+    """Real exact search over 2-d documents, the query's embedding stored under id "q"."""
+    index = ExactIndex(list(vectors), np.array(list(vectors.values())), [f"text of {d}" for d in vectors])
+    return LinearRetriever(index, StoredQueries(("q",), np.array([query], dtype=np.float32), "fixture"))
+
+
+def test_hybrid_fuses_its_two_retrievers_at_its_own_depth():
+    # dense ranks a (cos 1), b (0.8), c (0); the other ranks c, b, a
+    dense = exact_retriever({"a": (1.0, 0.0), "b": (0.8, 0.6), "c": (0.0, 1.0)}, (1.0, 0.0))
+    other = exact_retriever({"a": (1.0, 0.0), "b": (0.6, 0.8), "c": (0.0, 1.0)}, (0.0, 1.0))
+    assert [d for d, _ in dense.rank({"q": "?"}, 3)["q"]] == ["a", "b", "c"]
+    assert [d for d, _ in other.rank({"q": "?"}, 3)["q"]] == ["c", "b", "a"]
+    # depth 3: a = c = 1/61 + 1/63 = 0.032266 > b = 2/62 = 0.032258; a before c by id
+    deep = HybridRetriever(dense, other, rrf_k=60, depth=3).rank({"q": "?"}, 3)["q"]
+    assert [d for d, _ in deep] == ["a", "c", "b"]
+    assert [s for _, s in deep] == pytest.approx([1 / 61 + 1 / 63, 1 / 61 + 1 / 63, 2 / 62])
+    # depth 2: dense [a, b], other [c, b]: b = 2/62 first, then a = c = 1/61 by id
+    shallow = HybridRetriever(dense, other, rrf_k=60, depth=2)
+    assert [d for d, _ in shallow.rank({"q": "?"}, 3)["q"]] == ["b", "a", "c"]
+    assert [d for d, _ in shallow.rank({"q": "?"}, 1)["q"]] == ["b"]  # the caller's depth cuts the fused list
+    assert shallow.get_documents(["c", "a", "zz"]) == {"c": "text of c", "a": "text of a"}
+
+
+def test_stored_queries_name_the_missing_query():
+    stored = StoredQueries(("q1",), np.zeros((1, 2), dtype=np.float32), "data/ooc/queries.npy")
+    with pytest.raises(RetrievalInputError, match=r"data/ooc/queries.npy: no stored embedding for query 'q2'"):
+        stored.encode(["q1", "q2"], ["", ""])
+
+
+def test_evaluate_means_and_seeded_intervals():
+    results = {"q1": [("q1", 0.9), ("x", 0.1)], "q2": [("x", 0.9), ("q2", 0.5)], "q3": [("x", 1.0), ("y", 0.0)],
+               "q4": [("q4", 0.3), ("y", 0.2)]}
+    relevant = {q: q for q in ("q1", "q2", "q3", "q4")}
+    metrics, intervals = evaluate(relevant, results, [1, 2], interval_keys=["hit@1"], seed=3)
     assert metrics["hit@1"] == 0.5 and metrics["hit@2"] == 0.75 and metrics["mrr@2"] == pytest.approx((1 + 0.5 + 1) / 4)
     low, high = intervals["hit@1"]
     assert 0.0 <= low < 0.5 < high <= 1.0
-    assert evaluate_rankings(ranked, ["q1", "q2", "q3", "q4"], [1], interval_keys=["hit@1"], seed=3)[1] == intervals
-    all_hit = evaluate_rankings([["a"], ["b"]], ["a", "b"], [1], interval_keys=["hit@1"])[1]
+    assert evaluate(relevant, results, [1], interval_keys=["hit@1"], seed=3)[1] == intervals
+    all_hit = evaluate({"a": "a", "b": "b"}, {"a": [("a", 1.0)], "b": [("b", 1.0)]}, [1], interval_keys=["hit@1"])[1]
     assert all_hit["hit@1"] == (1.0, 1.0)
+    with pytest.raises(ValueError, match="no ranking for query 'q4'"):
+        evaluate(relevant, {q: r for q, r in results.items() if q != "q4"}, [1])
 
 
 CORPUS = [
@@ -84,7 +128,7 @@ def test_a_task_never_retrieves_its_own_canonical(tmp_path):
     BM25Index(ids, docs).save(tmp_path / "adapters" / "bm25" / "index")
     (tmp_path / "adapters" / "bm25" / "retriever.json").write_text(json.dumps({"kind": "bm25"}))
     assert BM25Index.load(tmp_path / "adapters" / "bm25" / "index").query_texts([TASKS[0][1]], 1)[0][0][0] == canonical_id("t-stairs")
-    got = search(queries, 2, adapters_dir=tmp_path / "adapters", name="bm25")
+    got = retrieve_examples(queries, index_dir=tmp_path / "index", k=2, adapters_dir=tmp_path / "adapters", adapter="bm25")
     assert [d for d, _ in got["t-stairs"]] and canonical_id("t-stairs") not in [d for d, _ in got["t-stairs"]]
     assert TASKS[0][2] not in [text for _, text in got["t-stairs"]]
     # dense (base model) over a chroma index with the canonical, and hybrid of the two
@@ -109,7 +153,7 @@ def test_hybrid_refuses_a_changed_component(tmp_path):
     (tmp_path / "hybrid" / "retriever.json").write_text(json.dumps(meta))
     (tmp_path / "bm25" / "retriever.json").write_text('{"kind": "bm25"}')
     with pytest.raises(FileNotFoundError, match="run `dvc repro build_hybrid`"):
-        search([("q", "text")], 1, adapters_dir=tmp_path, name="hybrid")
+        load_retriever(tmp_path, "hybrid")
 
 
 def test_fine_tuned_encoder_is_deterministic_and_learns(tmp_path):
@@ -181,8 +225,15 @@ def test_stages_bm25_hybrid_and_out_of_corpus_table(tmp_path, monkeypatch):
     # generation's bm25 index holds the corpus only; the task canonical is in the ooc index alone
     assert BM25Index.load("adapters/bm25/index").ids == emb.ids
     assert BM25Index.load("adapters/bm25/ooc").ids == emb.ids + [canonical_id("t-stairs")]
+    # generation (query texts encoded now) and evaluation (the stored embeddings) load the same retrievers
+    queries = {p.id: p.problem for p, s in zip(pairs, splits) if s == "test"}
+    stored = EvaluationInputs(Path("embeddings"), Path("ooc"))
+    for name in (None, "tiny", "encoder_mnrl", "bm25", "hybrid"):
+        live = load_retriever("adapters", name, index_dir="index", max_seq_length=64).rank(queries, 4)
+        kept = load_retriever("adapters", name, index_dir="index", evaluation=stored).rank(queries, 4)
+        assert {q: [d for d, _ in r] for q, r in live.items()} == {q: [d for d, _ in r] for q, r in kept.items()}, name
     assert eval_retrieval.main(["--embeddings", "embeddings", "--index", "index", "--adapters", "adapters",
-                                "--test", "corpus_test.jsonl", "--ooc", "ooc"]) == 0
+                                "--test", "corpus_test.jsonl", "--ooc", "ooc", *OUTS]) == 0
     full = json.loads(Path("metrics/retrieval_full.json").read_text())
     assert set(full["heldout"]) == set(full["ooc"]) == {"base_all-MiniLM-L6-v2", "tiny", "tiny__study", "encoder_mnrl", "bm25", "hybrid"}
     assert full["info"]["ooc_queries"] == 1 and full["info"]["ooc_documents"] == 5

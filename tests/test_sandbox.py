@@ -35,6 +35,8 @@ from perfrepro.execution import harness, sandbox
 from perfrepro.execution.sandbox import Limits
 from perfrepro.records import Task, read_jsonl
 
+pytestmark = pytest.mark.slow  # make test-fast leaves this module out
+
 FIXTURE = Path(__file__).parent / "fixtures" / "efficiency_tasks.jsonl"
 FAST = Limits(timeout_s=10, memory_mb=1024)
 
@@ -92,6 +94,69 @@ def test_writing_a_gigabyte_is_stopped_and_cleaned_up(task):
     """, Limits(timeout_s=10, memory_mb=1024, file_mb=16))
     assert record.status == "crash"
     assert glob.glob(os.path.join(tempfile.gettempdir(), "perfrepro-sbx-*", "work", "perfrepro-test-big.bin")) == []
+
+
+def test_writing_past_the_disk_budget_is_a_disk_failure_that_never_reaches_the_host_disk(task):
+    # a harmless writer: 64 MB files until 320 MB are written or the 128 MB budget refuses more
+    temp = tempfile.gettempdir()
+    free_before = shutil.disk_usage(temp).free
+    record, result = run_solution(task, """
+        import os
+        written = 0
+        try:
+            for i in range(5):
+                with open(f"block-{i}.bin", "wb") as out:
+                    for _ in range(64):
+                        out.write(b"x" * (1 << 20))
+                        written += 1 << 20
+        finally:
+            print("written MB", written >> 20, "run dir MB", os.statvfs(".").f_blocks * os.statvfs(".").f_frsize >> 20)
+    """, Limits(timeout_s=20, memory_mb=1024, disk_mb=128))
+    free_after = shutil.disk_usage(temp).free
+    assert record.status == "disk", (record, result.stderr_tail)
+    assert "disk budget of 128 MB exhausted" in record.error
+    written_mb, run_dir_mb = (int(word) for word in result.stdout_tail.split() if word.isdigit())
+    assert 100 <= written_mb <= 128 <= run_dir_mb < 140, result.stdout_tail  # the budget, plus the run's own files
+    # the writes went to the run's tmpfs, never to the host's disk (64 MB of slack: other work
+    # on the machine writes too)
+    assert free_before - free_after < 64 << 20
+
+
+def test_creating_more_files_than_the_budget_allows_is_a_disk_failure(task):
+    record, result = run_solution(task, """
+        for i in range(10_000):  # more than RUN_DIR_INODES
+            open(f"empty-{i}", "w").close()
+    """)
+    assert record.status == "disk", (record, result.stderr_tail)
+
+
+def test_a_run_within_its_disk_budget_passes_and_its_files_come_back():
+    writer = "import os\nwith open('out.bin', 'wb') as out:\n    out.write(os.urandom(3 << 20))\n"
+    result = sandbox.run([*sandbox.python_argv(), "writer.py"], limits=Limits(timeout_s=10, disk_mb=4),
+                         files={"writer.py": writer}, collect=["out.bin", "missing.bin"])
+    assert result.status == "ok", result
+    assert len(result.files["out.bin"]) == 3 << 20 and "missing.bin" not in result.files
+
+
+def test_collect_reads_no_symlink_and_no_fifo_the_program_left():
+    program = "import os\nos.symlink('/etc/passwd', 'link')\nos.mkfifo('fifo')\n"
+    result = sandbox.run([*sandbox.python_argv(), "make.py"], limits=FAST, files={"make.py": program},
+                         collect=["link", "fifo"])
+    assert result.ok, result
+    assert result.files == {}
+
+
+def test_collect_names_must_be_plain_file_names():
+    with pytest.raises(ValueError, match="plain file name"):
+        sandbox.run(["/bin/true"], collect=["../etc/passwd"])
+
+
+def test_a_program_that_never_reads_its_stdin_still_ends_and_still_times_out():
+    unread = b"x" * (4 << 20)  # far more than a pipe holds
+    done = sandbox.run(["/bin/sh", "-c", "echo started"], stdin=unread, limits=FAST)
+    assert done.ok and done.stdout_tail == "started\n"
+    stuck = sandbox.run(["/bin/sh", "-c", "sleep 60"], stdin=unread, limits=Limits(timeout_s=1))
+    assert stuck.status == "timeout" and stuck.wall_s < 5
 
 
 def test_environment_and_other_processes_hold_no_secrets(task, monkeypatch):
@@ -442,3 +507,45 @@ def test_fork_bomb_is_contained(task, canaries):
     survivors = [p for p in psutil.process_iter(["name"]) if p.info["name"] == "pr-forkbomb"]
     assert survivors == []
     assert canaries.intact()
+
+
+# ---------------------------------------------------------------------------------------------
+# the status of a finished run, from its facts alone
+
+LIMITS = Limits(timeout_s=5, memory_mb=512, disk_mb=64, file_mb=8)  # CPU: 6 s
+
+
+def facts(**changes) -> sandbox.RunFacts:
+    fields = dict(exit_code=0, signal=None, killed_for=None, oom_killed=False, disk_full=False, stderr_tail="")
+    return sandbox.RunFacts(**{**fields, **changes})
+
+
+@pytest.mark.parametrize("changes, status, error", [
+    ({}, "ok", None),
+    ({"exit_code": 3}, "crash", "exit code 3"),
+    ({"exit_code": 139, "signal": 11}, "crash", "killed by signal 11"),
+    ({"exit_code": -9, "signal": 9, "killed_for": "timeout"}, "timeout", "killed after the 5 s wall timeout"),
+    ({"exit_code": -9, "signal": 9, "killed_for": "stdout exceeded the output cap"}, "crash", "stdout exceeded the output cap"),
+    ({"exit_code": 152, "signal": signal.SIGXCPU}, "timeout", "CPU time limit of 6 s exceeded"),
+    ({"exit_code": 137, "signal": 9, "oom_killed": True}, "memory", "memory limit of 512 MB exceeded"),
+    ({"exit_code": 1, "stderr_tail": "Traceback ...\nMemoryError\n"}, "memory", "memory limit of 512 MB exceeded"),
+    ({"exit_code": 134, "signal": 6, "stderr_tail": "terminate called after throwing 'std::bad_alloc'"}, "memory",
+     "memory limit of 512 MB exceeded"),
+    ({"disk_full": True}, "disk", "disk budget of 64 MB exhausted (ENOSPC)"),  # even when it exits 0
+    ({"exit_code": 1, "stderr_tail": "OSError: [Errno 28] No space left on device"}, "disk",
+     "disk budget of 64 MB exhausted (ENOSPC)"),
+    ({"exit_code": 153, "signal": signal.SIGXFSZ}, "crash", "file size limit of 8 MB exceeded"),
+    # the first cause wins: a timed-out run that also filled its disk timed out
+    ({"killed_for": "timeout", "disk_full": True, "oom_killed": True}, "timeout", "killed after the 5 s wall timeout"),
+    ({"oom_killed": True, "disk_full": True}, "memory", "memory limit of 512 MB exceeded"),
+])
+def test_classify(changes, status, error):
+    assert sandbox.classify(facts(**changes), LIMITS) == (status, error)
+
+
+@pytest.mark.parametrize("code, wrapped, expected", [
+    (0, True, None), (1, True, None), (-9, False, 9), (-9, True, 9), (137, True, 9), (137, False, None),
+    (128, True, None), (160, True, None), (None, True, None),
+])
+def test_exit_signal(code, wrapped, expected):
+    assert sandbox.exit_signal(code, wrapped) == expected

@@ -20,27 +20,30 @@ from pathlib import Path
 import pytest
 
 from perfrepro.execution import sandbox
-from perfrepro.execution.sandbox import Isolation, SandboxUnavailable
+from perfrepro.execution.sandbox import Isolation, SandboxUnavailable, levels
+
+pytestmark = pytest.mark.slow  # make test-fast leaves this module out
 
 ROOT = Path(__file__).resolve().parents[1]
 NOBODY = pwd.getpwnam("nobody")
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="simulating other users needs root (CI runs as root)")
 
 DETECT = """
-import json, sandbox
-iso = sandbox.detect_isolation()
+import json, levels
+iso = levels.detect_isolation()
 print(json.dumps({"name": iso.name, "missing": iso.missing,
-                  "refused": sandbox.refusal(iso, False), "refused_opted_in": sandbox.refusal(iso, True)}))
+                  "refused": levels.refusal(iso, False), "refused_opted_in": levels.refusal(iso, True)}))
 """
 
 
 @pytest.fixture(scope="module")
 def standalone_sandbox():
-    """sandbox.py alone (it imports only the standard library) in a directory nobody can read."""
+    """The sandbox's isolation levels module alone (it imports only the standard library) in a
+    directory nobody can read."""
     directory = Path(tempfile.mkdtemp(prefix="perfrepro-sbxmod-"))
-    shutil.copy(ROOT / "perfrepro" / "execution" / "sandbox.py", directory / "sandbox.py")
+    shutil.copy(ROOT / "perfrepro" / "execution" / "sandbox" / "levels.py", directory / "levels.py")
     os.chmod(directory, 0o755)
-    os.chmod(directory / "sandbox.py", 0o644)
+    os.chmod(directory / "levels.py", 0o644)
     yield directory
     shutil.rmtree(directory)
 
@@ -126,12 +129,12 @@ def test_non_root_user_with_restricted_user_namespaces_is_refused(standalone_san
 def test_run_refuses_without_isolation_and_names_the_fix(monkeypatch):
     unisolated = Isolation("uid", (), None, None, False, False, False, "no namespaces",
                            ("unshare not found on PATH (apt-get install util-linux)",))
-    monkeypatch.setattr(sandbox, "isolation", lambda: unisolated)
+    monkeypatch.setattr(levels, "isolation", lambda: unisolated)
     monkeypatch.delenv(sandbox.ALLOW_UNISOLATED_ENV, raising=False)
     with pytest.raises(SandboxUnavailable, match="apt-get install util-linux"):
         sandbox.run(["/bin/true"])
     as_root = Isolation("none", (), None, None, False, False, True, "would run as root", ("setpriv not found",))
-    monkeypatch.setattr(sandbox, "isolation", lambda: as_root)
+    monkeypatch.setattr(levels, "isolation", lambda: as_root)
     monkeypatch.setenv(sandbox.ALLOW_UNISOLATED_ENV, "1")
     with pytest.raises(SandboxUnavailable, match="root"):
         sandbox.run(["/bin/true"])
@@ -171,7 +174,7 @@ def test_timing_backends_refuse_too(monkeypatch, backend_name):
 
     task = next(iter(read_jsonl(Path(__file__).parent / "fixtures" / "efficiency_tasks.jsonl", Task)))
     unisolated = Isolation("uid", (), None, None, False, False, False, "no namespaces", ("unshare not permitted",))
-    monkeypatch.setattr(sandbox, "isolation", lambda: unisolated)
+    monkeypatch.setattr(levels, "isolation", lambda: unisolated)
     monkeypatch.delenv(sandbox.ALLOW_UNISOLATED_ENV, raising=False)
     backend = make_backend(TimingConfig(backend_name, 1, 1.0, 20.0, 1024, 1.0))
     with pytest.raises(SandboxUnavailable, match="unshare not permitted"):

@@ -34,6 +34,8 @@ from perfrepro.selfplay.probe import canonical, output_signature
 from perfrepro.selfplay.prompts import parse_proposal
 from perfrepro.selfplay.run import STEPS, SelfPlayPair, failure_message, fixed_backend, run_self_play, select_seeds
 
+pytestmark = pytest.mark.slow  # make test-fast leaves this module out
+
 REPO = Path(__file__).resolve().parents[1]
 needs_valgrind = pytest.mark.skipif(shutil.which("valgrind") is None, reason="the deterministic backend needs valgrind")
 

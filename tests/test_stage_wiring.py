@@ -23,6 +23,8 @@ from fake_openai_server import FakeOpenAI, Reply
 from perfrepro.embeddings.cache import EmbeddingSet
 from perfrepro.records import Completion, Task, read_jsonl, write_jsonl
 
+pytestmark = pytest.mark.slow  # make test-fast leaves this module out
+
 REPO = Path(__file__).resolve().parents[1]
 DIM = 8
 
@@ -232,7 +234,8 @@ def test_pie_tasks_uses_seed_limit_tasks_and_tests_per_level(tmp_path):
     def pie_tasks(out: str, **changes) -> dict:
         params = write_params(tmp_path / f"params-{out}.yaml", **{"seed": 1, "pie.limit_tasks": 2,
                                                                    "pie.tests_per_level": 1, **changes})
-        run_stage("pie_tasks", "--params", params, "--opt-tasks", tmp_path / "opt_tasks.jsonl",
+        subset = ["--subset", "samples"] if "samples.tasks" in changes else []
+        run_stage("pie_tasks", "--params", params, *subset, "--opt-tasks", tmp_path / "opt_tasks.jsonl",
                   "--humanevalplus", REPO / "data" / "raw" / "humanevalplus" / "HumanEvalPlus.jsonl.gz",
                   "--plus-cap", 1, "--out", tmp_path / out, cwd=tmp_path, timeout=240)
         manifest = json.loads((tmp_path / out / "manifest.json").read_text())
@@ -247,3 +250,14 @@ def test_pie_tasks_uses_seed_limit_tasks_and_tests_per_level(tmp_path):
     assert len(pie_tasks("d", **{"pie.limit_tasks": 3})["ids"]) == 3
     more = pie_tasks("e", **{"pie.tests_per_level": 2})
     assert more["ids"] == base["ids"] and more["digest"] != base["digest"]
+
+    # --subset samples (stage samples_tasks): the first samples.limit_tasks of samples.tasks, whatever pie.limit_tasks says
+    chosen = [opt_tasks[5].id, opt_tasks[2].id, opt_tasks[0].id]
+    picked = pie_tasks("f", **{"samples.tasks": chosen, "samples.limit_tasks": 2, "pie.limit_tasks": 5})
+    assert picked["ids"] == sorted(chosen[:2])
+    params = write_params(tmp_path / "params-g.yaml", **{"samples.tasks": ["HumanEval/2"], "samples.limit_tasks": None})
+    failed = subprocess.run([sys.executable, str(REPO / "stages" / "pie_tasks.py"), "--params", str(params), "--subset", "samples",
+                             "--opt-tasks", str(tmp_path / "opt_tasks.jsonl"), "--out", str(tmp_path / "g"),
+                             "--humanevalplus", str(REPO / "data" / "raw" / "humanevalplus" / "HumanEvalPlus.jsonl.gz")],
+                            cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True)
+    assert failed.returncode == 1 and "samples.tasks: HumanEval/2 not among the 6 tasks in" in failed.stderr

@@ -61,9 +61,3 @@ def encode_texts(
     )
     return np.ascontiguousarray(embeddings, dtype=np.float32)
 
-
-def l2_normalize(embeddings: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length (zero rows stay zero), float32."""
-    embeddings = np.asarray(embeddings, dtype=np.float32)
-    norms = np.linalg.norm(embeddings, axis=-1, keepdims=True)
-    return (embeddings / np.maximum(norms, 1e-12)).astype(np.float32)

@@ -25,7 +25,7 @@ from perfrepro.config import AdapterConfig
 from perfrepro.embeddings.adapter import LinearAdapter
 from perfrepro.embeddings.cache import EmbeddingSet
 from perfrepro.embeddings.losses import infonce_loss, mse_loss, triplet_loss
-from perfrepro.index.exact import rank_order
+from perfrepro.vectors import rank_order
 
 log = logging.getLogger(__name__)
 

@@ -134,7 +134,7 @@ def outputs_match(expected: str, actual: str, tolerance: float = 1e-6) -> bool:
 def run_binary_test(binary: bytes, stdin: str, expected: str, limits: sandbox.Limits,
                     wrapper: Sequence[str] = (), collect: Sequence[str] = ()) -> tuple[RunRecord, sandbox.SandboxResult]:
     """Run the compiled `binary` on one test in the sandbox, under `wrapper` (e.g. valgrind and its
-    flags) when given: the verdict (ok | wrong_answer | timeout | memory | crash) and the raw result.
+    flags) when given: the verdict (ok | wrong_answer | timeout | memory | disk | crash) and the raw result.
 
     The whole stdout is kept for the check (up to `limits.output_bytes`; more is a crash)."""
     result = sandbox.run(

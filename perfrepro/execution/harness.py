@@ -233,7 +233,7 @@ _main()
 class RunRecord:
     """The driver's verdict on one run, checked against the sandbox's account of it."""
 
-    status: str  # ok | wrong_answer | timeout | memory | crash
+    status: str  # ok | wrong_answer | timeout | memory | disk | crash
     error: str | None
     n: int = 0  # run_tests() calls in the timed sample
     t0: float | None = None  # perf_counter at the start / end of the fastest timed loop (s)
@@ -272,7 +272,7 @@ def driver_args(mode: str, min_sample_ms: float = 0.0, samples: int = 1) -> list
 
 def read_record(result: SandboxResult, nonce: str) -> RunRecord:
     """Combine the sandbox result with the driver's record: only a nonce-bearing ok passes."""
-    if result.status != "ok":  # timeout, memory, crash (output cap, signal, exit code)
+    if result.status != "ok":  # timeout, memory, disk, crash (output cap, signal, exit code)
         return RunRecord(result.status, with_stderr_tail(result.error, result))
     records = []
     for line in result.channel.decode("utf-8", errors="replace").splitlines():

@@ -18,6 +18,7 @@ Base models (``finetune.base_model``):
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import random
@@ -316,13 +317,31 @@ def adapter_state(model) -> dict:
     return get_peft_model_state_dict(model)
 
 
-def save_outputs(result: TrainResult, tokenizer, adapter_dir: str | os.PathLike, merged_dir: str | os.PathLike) -> dict:
+def stable_adapter_files(adapter_dir: Path, base_model: str) -> None:
+    """peft writes the base model's path on this machine (adapter_config.json, the README model card)
+    and `target_modules` in set order, which changes with the hash seed: name the model, sort the modules."""
+    config_path = adapter_dir / "adapter_config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    location = config.get("base_model_name_or_path")
+    config["base_model_name_or_path"] = base_model
+    if isinstance(config.get("target_modules"), list):
+        config["target_modules"] = sorted(config["target_modules"])
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True), encoding="utf-8")  # as peft writes it
+    card = adapter_dir / "README.md"
+    if location and card.is_file():
+        card.write_text(card.read_text(encoding="utf-8").replace(location, base_model), encoding="utf-8")
+
+
+def save_outputs(result: TrainResult, tokenizer, adapter_dir: str | os.PathLike, merged_dir: str | os.PathLike,
+                 *, base_model: str) -> dict:
     """Write the adapter (peft format) and the merged model + tokenizer (transformers format);
-    returns the sha256 of the adapter weights and of the merged weights."""
+    returns the sha256 of the adapter weights and of the merged weights. The adapter names its
+    base model `base_model` (BaseModelRef.label), not the path it was loaded from here."""
     adapter_dir, merged_dir = Path(adapter_dir), Path(merged_dir)
     model = result.model
     adapter_sha = tensors_sha256(adapter_state(model))
     model.save_pretrained(adapter_dir)
+    stable_adapter_files(adapter_dir, base_model)
     tokenizer.save_pretrained(adapter_dir)
     merged = model.merge_and_unload()
     if getattr(merged, "hf_quantizer", None) is not None:

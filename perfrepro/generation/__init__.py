@@ -8,8 +8,10 @@ Public API (import from the submodules):
   ``.complete_many(requests, desc=)``; the ``ChatBackend`` protocol (``model_label``, ``complete_many``).
 - ``cache``: ``ResponseCache(directory)`` / ``ResponseCache.from_config(llm.cache_dir)``
   (``$PERFREPRO_LLM_CACHE`` overrides the location).
-- ``backends``: ``open_backend(llm_config, shots=, recorded_responses=, cache=)`` context manager, keyed
-  by ``llm.backend`` (local | openai | recorded); ``check_backend`` fails early.
+- ``backends``: ``open_backend(llm_config, shots=, recorded_responses=, samples=, cache=)`` context manager,
+  keyed by ``llm.backend`` (local | openai | recorded | transformers | samples); ``check_backend`` fails early.
+- ``samples``: evalplus samples JSONL (``read_samples``, ``write_samples``), the ``SamplesBackend``, and the
+  importers of EvalPerf's and ENAMEL's published files (``evalperf_samples``, ``enamel_samples``).
 - ``local_server``: ``local_llama_server(model_path=None, ...)`` context manager yielding a base URL;
   ``find_smollm2_gguf()``.
 - ``extract``: ``extract_code(response, entry_point)`` -> code | None.

@@ -5,7 +5,10 @@
 - ``openai``: `ChatClient` against ``llm.base_url`` (None: api.openai.com) with the key from the
   environment variable named by ``llm.api_key_env``;
 - ``recorded``: the responses LeetCodeDataset ships in its ``response`` field (real model output,
-  zero-shot only), labelled "recorded-responses".
+  zero-shot only), labelled "recorded-responses";
+- ``samples``: the samples file ``samples.backend.file`` (a folder: its ``<llm.model>.jsonl``; evalplus
+  format, e.g. EvalPerf's published solutions; perfrepro.generation.samples), labelled
+  "<model> (<samples.backend.source>)".
 """
 
 from __future__ import annotations
@@ -92,6 +95,11 @@ def check_backend(llm: LLMConfig, *, shots: int = 0, key: str = "llm", recorded_
             f"{key}.backend: recorded replays LeetCodeDataset's zero-shot responses, so it only works "
             f"with shots: 0 (got shots: {shots}); run e.g. `dvc exp run -S {key}.backend=recorded -S shots=0`"
         )
+    if llm.backend == "samples" and shots != 0:
+        raise BackendError(
+            f"{key}.backend: samples replays programs written without our retrieved examples, so it only works "
+            f"with shots: 0 (got shots: {shots}); run e.g. `dvc exp run -S {key}.backend=samples -S shots=0`"
+        )
     if llm.backend == "openai":
         api_key_from_env(llm, required=llm.base_url is None)
     if llm.backend == "local":
@@ -123,20 +131,28 @@ def open_backend(
     *,
     shots: int = 0,
     recorded_responses: Callable[[], Mapping[str, str]] | None = None,
+    samples: Callable[[str], ChatBackend] | None = None,
     cache: ResponseCache | None = None,
     progress: bool = True,
     key: str = "llm",
 ) -> Iterator[ChatBackend]:
     """The backend `llm` asks for, ready to use for the duration of the block.
 
-    `recorded_responses` loads task id -> response for the recorded backend. `cache` defaults to
-    ``ResponseCache.from_config(llm.cache_dir)`` (``$PERFREPRO_LLM_CACHE`` overrides it).
+    `recorded_responses` loads task id -> response for the recorded backend; `samples(model)` opens
+    the samples backend of that model (perfrepro.generation.samples.samples_opener). `cache`
+    defaults to ``ResponseCache.from_config(llm.cache_dir)`` (``$PERFREPRO_LLM_CACHE`` overrides it).
     """
     check_backend(llm, shots=shots, key=key)
     if llm.backend == "recorded":
         if recorded_responses is None:
             raise BackendError(f"{key}.backend: recorded: {RECORDED_ONLY_EFFICIENCY}; use {key}.backend: local or openai here")
         yield RecordedBackend(recorded_responses())
+        return
+    if llm.backend == "samples":
+        if samples is None:
+            raise BackendError(f"{key}.backend: samples serves the efficiency and optimization tracks only "
+                               f"(llm.backend); use {key}.backend: local or openai here")
+        yield samples(llm.model)
         return
     cache = cache if cache is not None else ResponseCache.from_config(llm.cache_dir)
     log.info("LLM response cache: %s", cache.directory)

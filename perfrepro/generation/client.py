@@ -48,10 +48,12 @@ _KEY_HINT = re.compile(r"(?i)(api key provided:\s*)\S+")
 
 @dataclass(frozen=True)
 class ChatRequest:
-    """One chat request. `id` is the caller's name for it (a task id) and is not sent."""
+    """One chat request. `id` is the caller's name for it (a task id) and is not sent; `sample`
+    numbers the answers of one task (the samples backend serves that task's sample of that number)."""
 
     id: str
     messages: tuple[Mapping[str, str], ...]
+    sample: int = 0
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,7 @@ class ChatResult:
     attempts: int = 0
     prompt_hash: str = ""
     cache_key: str = ""
+    code: str | None = None  # the program itself, from a backend that answers with programs (samples): no extraction
 
     @property
     def ok(self) -> bool:

@@ -31,12 +31,13 @@ class Promptable(Protocol):
 
 
 def to_completion(task: Promptable, result: ChatResult, model: str, retrieved_ids: Sequence[str], sample: int = 0) -> Completion:
-    """A Completion: status "ok" with the extracted code, "no_code" when the answer holds no block
-    that defines the entry point, "error" when the request failed."""
+    """A Completion: status "ok" with the extracted code (or the program a samples backend gave),
+    "no_code" when the answer holds no block that defines the entry point, "error" when the request
+    failed."""
     if not result.ok:
         status, code = "error", None
     else:
-        code = extract_code(result.text, task.entry_point)
+        code = result.code if result.code is not None else extract_code(result.text, task.entry_point)
         status = "ok" if code is not None else "no_code"
     return Completion(
         task_id=task.id,

@@ -19,8 +19,9 @@ from typing import Sequence
 import numpy as np
 from tqdm import tqdm
 
-from perfrepro.index.exact import Hit, rank_order
+from perfrepro.index.exact import Hit
 from perfrepro.io import read_json, write_json, write_text
+from perfrepro.vectors import rank_order
 
 _WORD = re.compile(r"[A-Za-z0-9_]+")
 _PART = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
@@ -72,6 +73,11 @@ class BM25Index:
             order = rank_order(row[None, :], self.ids)[0, :k]
             results.append([(self.ids[c], float(row[c]), self.documents[c]) for c in order])
         return results
+
+    def get_documents(self, ids: Sequence[str]) -> dict[str, str]:
+        """{id: text} for those of `ids` the index holds."""
+        wanted = set(ids)
+        return {doc_id: text for doc_id, text in zip(self.ids, self.documents) if doc_id in wanted}
 
     def save(self, directory: str | Path) -> Path:
         directory = Path(directory)

@@ -129,6 +129,14 @@ class ChromaIndex:
                 results.append([(doc_id, 1.0 - float(dist), doc) for dist, doc_id, doc in rows[:k]])
         return results
 
+    def get_documents(self, ids: Sequence[str]) -> dict[str, str]:
+        """{id: stored text} for those of `ids` the collection holds."""
+        wanted = list(dict.fromkeys(ids))
+        if not wanted:
+            return {}
+        got = self.collection.get(ids=wanted, include=["documents"])
+        return dict(zip(got["ids"], got["documents"]))
+
     def get_embeddings(self) -> tuple[list[str], np.ndarray]:
         """All ids and stored embeddings, sorted by id."""
         got = self.collection.get(include=["embeddings"])

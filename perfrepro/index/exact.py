@@ -1,4 +1,5 @@
-"""Exact cosine search in numpy: the reference that chromadb's approximate index is checked against.
+"""Exact cosine search in numpy: the reference that chromadb's index is checked against, and the
+in-memory search of the out-of-corpus evaluation set.
 
 Results are ordered by descending cosine similarity, ties broken by ascending document id, so a
 query always gives the same list.
@@ -10,19 +11,9 @@ from typing import Sequence
 
 import numpy as np
 
-from perfrepro.embeddings.encoder import l2_normalize
+from perfrepro.vectors import l2_normalize, rank_order
 
 Hit = tuple[str, float, str | None]  # (document id, cosine similarity, document text or None)
-
-
-def rank_order(scores: np.ndarray, ids: Sequence[str]) -> np.ndarray:
-    """Column order of each row of `scores` (n_queries, n_docs): score descending, then id ascending."""
-    scores = np.atleast_2d(scores)
-    id_rank = np.argsort(np.asarray(ids, dtype=object), kind="stable")
-    position = np.empty(len(ids), dtype=np.int64)
-    position[id_rank] = np.arange(len(ids))
-    # lexsort sorts by the last key first: primary -score, secondary the id's position in id order.
-    return np.stack([np.lexsort((position, -row)) for row in scores]) if len(scores) else np.zeros((0, len(ids)), dtype=np.int64)
 
 
 class ExactIndex:
@@ -43,14 +34,18 @@ class ExactIndex:
     def scores(self, query_embeddings: np.ndarray) -> np.ndarray:
         return l2_normalize(np.atleast_2d(query_embeddings)) @ self.embeddings.T
 
-    def query(self, query_embeddings: np.ndarray, k: int) -> list[list[Hit]]:
-        """Top-k per query as (id, cosine similarity, document) tuples; k > corpus gives the whole corpus."""
+    def query(self, query_embeddings: np.ndarray, k: int, include_documents: bool = True) -> list[list[Hit]]:
+        """Top-k per query as (id, cosine similarity, document) tuples; k > corpus gives the whole corpus.
+        The document is None without `include_documents` or when the index holds no texts."""
         scores = self.scores(query_embeddings)
         order = rank_order(scores, self.ids)[:, :k]
-        results = []
-        for row, cols in zip(scores, order):
-            results.append([
-                (self.ids[c], float(row[c]), self.documents[c] if self.documents is not None else None)
-                for c in cols
-            ])
-        return results
+        texts = self.documents if include_documents else None
+        return [[(self.ids[c], float(row[c]), texts[c] if texts is not None else None) for c in cols]
+                for row, cols in zip(scores, order)]
+
+    def get_documents(self, ids: Sequence[str]) -> dict[str, str]:
+        """{id: text} for those of `ids` this index holds (none when it holds no texts)."""
+        if self.documents is None:
+            return {}
+        text_of = dict(zip(self.ids, self.documents))
+        return {doc_id: text_of[doc_id] for doc_id in ids if doc_id in text_of}

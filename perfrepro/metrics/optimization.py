@@ -23,14 +23,16 @@ counted. A generated program is correct when it passed every timed level it was 
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from collections import defaultdict
 from dataclasses import dataclass
 from math import comb
+from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 from perfrepro.metrics.uncertainty import bootstrap_interval
-from perfrepro.records import Measurement
+from perfrepro.records import Completion, Measurement, read_jsonl
 
 LEVEL_SEPARATOR = "@L"  # per-level Program/Measurement task ids: HumanEval/1@L2
 OPT_THRESHOLD = 1.10
@@ -119,6 +121,9 @@ class RowSummary:
     k: int = 1
     speedup_lo: float | None = None  # 95% bootstrap interval of `speedup` over tasks
     speedup_hi: float | None = None
+    key: str = ""  # its metrics key when not the label's first word (samples rows: samples.<model>)
+    # (task id, per-task speedup) behind `speedup`, for paired comparisons between rows
+    per_task: tuple[tuple[str, float], ...] = dataclasses.field(default=(), compare=False)
 
 
 def _level_results(measurements: Iterable[Measurement]) -> dict[tuple[str, str, int], dict[int, Measurement]]:
@@ -209,29 +214,42 @@ def task_outcomes(
     return outcomes, excluded
 
 
-def _row(label: str, speedups: Sequence[float], correct: Sequence[bool], effs: Sequence[float], k: int = 1) -> RowSummary:
+def _mean_row(label: str, speedups: Sequence[float], opt: Sequence[float], correct: Sequence[float],
+              effs: Sequence[float], k: int = 1, task_ids: Sequence[str] = (), key: str = "") -> RowSummary:
+    """A row from per-task values: Speedup and eff are their means over tasks, %Opt and %Correct
+    the means of per-task shares (1 or 0 for one program, a fraction for an estimate over samples)."""
     n = len(speedups)
     if n == 0:
-        return RowSummary(label, 0, 1.0, 0.0, 0.0, 0.0, k)
-    opt = sum(1 for s, c in zip(speedups, correct) if c and s >= OPT_THRESHOLD)
+        return RowSummary(label, 0, 1.0, 0.0, 0.0, 0.0, k, key=key)
     low, high = bootstrap_interval(speedups, seed=BOOTSTRAP_SEED)
     return RowSummary(
         label=label,
         tasks=n,
         speedup=sum(speedups) / n,
-        pct_opt=100.0 * opt / n,
+        pct_opt=100.0 * sum(opt) / n,
         pct_correct=100.0 * sum(correct) / n,
         eff=sum(effs) / n,
         k=k,
         speedup_lo=low,
         speedup_hi=high,
+        key=key,
+        per_task=tuple(zip(task_ids, speedups)),
     )
+
+
+def _row(label: str, speedups: Sequence[float], correct: Sequence[bool], effs: Sequence[float], k: int = 1,
+         task_ids: Sequence[str] = ()) -> RowSummary:
+    """A row of one program per task."""
+    opt = [float(c and s >= OPT_THRESHOLD) for s, c in zip(speedups, correct)]
+    return _mean_row(label, speedups, opt, [float(c) for c in correct], effs, k, task_ids)
 
 
 def summarize(outcomes: Sequence[TaskOutcome], samples: int) -> list[RowSummary]:
     """Rows: generated (sample 0, @1), generated Best@k when samples > 1, reference, slow."""
+    ids = [o.task_id for o in outcomes]
     rows = [
-        _row("generated", [o.speedups[0] for o in outcomes], [o.correct[0] for o in outcomes], [o.effs[0] for o in outcomes])
+        _row("generated", [o.speedups[0] for o in outcomes], [o.correct[0] for o in outcomes], [o.effs[0] for o in outcomes],
+             task_ids=ids)
     ]
     if samples > 1:
         rows.append(_row(
@@ -240,10 +258,32 @@ def summarize(outcomes: Sequence[TaskOutcome], samples: int) -> list[RowSummary]
             [any(o.correct) for o in outcomes],
             [eff_at_k(o.effs, samples) for o in outcomes],
             k=samples,
+            task_ids=ids,
         ))
-    rows.append(_row("reference", [o.reference_speedup for o in outcomes], [o.reference_correct for o in outcomes], [o.reference_eff for o in outcomes]))
-    rows.append(_row("slow", [1.0 for _ in outcomes], [o.slow_correct for o in outcomes], [o.slow_eff for o in outcomes]))
+    rows.append(_row("reference", [o.reference_speedup for o in outcomes], [o.reference_correct for o in outcomes],
+                     [o.reference_eff for o in outcomes], task_ids=ids))
+    rows.append(_row("slow", [1.0 for _ in outcomes], [o.slow_correct for o in outcomes], [o.slow_eff for o in outcomes],
+                     task_ids=ids))
     return rows
+
+
+def samples_rows(outcomes: Sequence[TaskOutcome], k: int, label: str, key: str) -> list[RowSummary]:
+    """A samples model's rows from the n samples of each task (n = len(outcome.speedups) >= k): @1
+    by the mean over the n samples (ENAMEL's eff@1 estimator, applied alike to the speedup and to
+    the opt and correct indicators), and Best@k by the unbiased estimator of the best of k of the
+    n samples (`eff_at_k` of each per-sample value: eff@k, Best@k speedup, and the chance that
+    some of k samples is optimized / correct). With n == k, Best@k is the best of the n."""
+    ids = [o.task_id for o in outcomes]
+
+    def row(at: int, name: str) -> RowSummary:
+        per_task = [(eff_at_k(o.speedups, at),
+                     eff_at_k([float(c and s >= OPT_THRESHOLD) for s, c in zip(o.speedups, o.correct)], at),
+                     eff_at_k([float(c) for c in o.correct], at),
+                     eff_at_k(o.effs, at)) for o in outcomes]
+        columns = [list(column) for column in zip(*per_task)] or [[], [], [], []]
+        return _mean_row(name, *columns, k=at, task_ids=ids, key=key)
+
+    return [row(1, label)] + ([row(k, f"{label} Best@{k}")] if k > 1 else [])
 
 
 def model_rows(outcomes: Sequence[TaskOutcome], samples: int, role: str, model: str) -> list[RowSummary]:
@@ -253,13 +293,57 @@ def model_rows(outcomes: Sequence[TaskOutcome], samples: int, role: str, model: 
             for row in summarize(outcomes, samples) if row.label.startswith("generated")]
 
 
+def read_run(run_dir: str | os.PathLike, samples: int) -> tuple[str, list[TaskOutcome]] | None:
+    """A measured run (``<run_dir>/completions.jsonl`` and ``timings/measurements.jsonl``): its
+    label, the model of its completions, and its outcomes; None when it has no timings."""
+    run = Path(run_dir)
+    if not (run / "timings" / "measurements.jsonl").is_file():
+        return None
+    completions = read_jsonl(run / "completions.jsonl", Completion)
+    outcomes, _ = task_outcomes(read_jsonl(run / "timings" / "measurements.jsonl", Measurement), samples)
+    return (completions[0].model if completions else run.name), outcomes
+
+
+def read_model_runs(rows_dir: str | os.PathLike, roles: Sequence[str]) -> list[tuple[str, str, list[Measurement]]]:
+    """(role, model of its completions, measurements) of each measured run ``<rows_dir>/<role>``,
+    in `roles` order (the ENAMEL protocol's per-model rows)."""
+    found = []
+    for role in roles:
+        run = Path(rows_dir) / role
+        if (run / "timings" / "measurements.jsonl").is_file():
+            completions = read_jsonl(run / "completions.jsonl", Completion)
+            found.append((role, completions[0].model if completions else role,
+                          read_jsonl(run / "timings" / "measurements.jsonl", Measurement)))
+    return found
+
+
+def run_rows(rows_dir: str | os.PathLike, roles: Sequence[str], samples: int) -> list[RowSummary]:
+    """The generated rows of each run ``<rows_dir>/<role>`` found, in `roles` order, labelled
+    ``<role> (<its model>)`` (report_pie's per-model rows)."""
+    found = []
+    for role in roles:
+        if (run := read_run(Path(rows_dir) / role, samples)) is not None:
+            found += model_rows(run[1], samples, role, run[0])
+    return found
+
+
+def samples_run_rows(rows_dir: str | os.PathLike, models: Iterable[str], samples: int, k: int) -> list[RowSummary]:
+    """The rows of each samples model's run ``<rows_dir>/<model>`` found, in `models` order (metrics
+    key ``samples.<model>``), from its first `samples` samples per task (`samples_rows`)."""
+    found = []
+    for model in models:
+        if (run := read_run(Path(rows_dir) / model, samples)) is not None:
+            found += samples_rows(run[1], k, run[0], key=f"samples.{model}")
+    return found
+
+
 def optimization_metrics(rows: Sequence[RowSummary], excluded: int, prefix: str = "optimization") -> dict[str, float]:
     """Flat metric keys (``optimization.generated.speedup``, ``optimization.generated.best_at_4.pct_opt``);
     no dots inside a segment. Speedup's interval (``speedup_lo``, ``speedup_hi``) for every row but
     the slow program's (1.0 by definition)."""
     metrics: dict[str, float] = {f"{prefix}.tasks_without_slow_baseline": excluded}
     for row in rows:
-        role = row.label.split()[0]
+        role = row.key or row.label.split()[0]
         key = f"{prefix}.{role}" + (f".best_at_{row.k}" if row.k > 1 else "")
         eff = f"eff_at_{row.k}"
         metrics.update({

@@ -2,8 +2,9 @@
 
 - `bootstrap_interval`: a percentile bootstrap over items (tasks for NET/NMU/NTMU and Speedup,
   queries for Hit@k). The same values and seed give the same interval, bit for bit.
-- `paired_comparison`: two experiments on the items both have (e.g. the tasks both passed):
-  the median per-item ratio b/a and the Wilcoxon signed-rank p-value of log(b/a) (scipy).
+- `paired_comparison`: two experiments (or two model rows) on the items both have (e.g. the tasks
+  both passed): the median per-item ratio b/a with its bootstrap interval, and the Wilcoxon
+  signed-rank p-value of log(b/a) (scipy), zeros and ties handled explicitly.
 """
 
 from __future__ import annotations
@@ -75,18 +76,59 @@ def bootstrap_interval(
     return (float(low), float(high))
 
 
+# Below this many differing items no two-sided signed-rank p-value can reach 0.05 (the smallest is 2 / 2**m).
+MIN_DIFFERING_ITEMS = 6
+# Up to this many differing items with tied |log ratios|, the p-value is the exact sign-flip
+# permutation test on mid-ranks (2**16 sign patterns); above it, the tie-corrected normal approximation.
+EXACT_WITH_TIES_MAX = 16
+
+
 @dataclass(frozen=True)
 class PairedComparison:
     """Experiment b against experiment a on the items both have.
 
     n: items in the comparison; median_ratio: median over items of b_i / a_i (below 1: b is
-    lower, e.g. faster for NET); wilcoxon_p: two-sided Wilcoxon signed-rank p-value of
-    log(b_i / a_i) (nan when n == 0; 1.0 when every pair is equal).
+    lower, e.g. faster for NET; above 1: a higher speedup for a PIE row), with its seeded 95%
+    bootstrap interval over items (median_lo, median_hi); wilcoxon_p: two-sided Wilcoxon
+    signed-rank p-value of log(b_i / a_i) (nan when n == 0; 1.0 when every pair is equal).
+
+    Zeros (ratio exactly 1, e.g. two PIE rows that both stay at speedup 1.0) are left out of the
+    test and counted in `zeros` (Wilcoxon's own treatment); ties among the remaining |log ratios|
+    get mid-ranks, and `method` says how p was computed; `note` says when p cannot be small
+    because fewer than MIN_DIFFERING_ITEMS items differ.
     """
 
     n: int
     median_ratio: float
     wilcoxon_p: float
+    median_lo: float = math.nan
+    median_hi: float = math.nan
+    zeros: int = 0
+    method: str = ""
+    note: str = ""
+
+
+def signed_rank_test(log_ratios: np.ndarray) -> tuple[float, str, str]:
+    """(p, method, note) of the two-sided Wilcoxon signed-rank test, zeros left out: exact when no
+    |value| is tied (m <= 50), the exact sign-flip permutation distribution of the mid-ranks when
+    some are (m <= EXACT_WITH_TIES_MAX), else the tie-corrected normal approximation."""
+    differing = log_ratios[log_ratios != 0.0]
+    m = differing.size
+    if m == 0:
+        return 1.0, "", "no item differs"
+    from scipy.stats import PermutationMethod, wilcoxon  # only comparisons need scipy
+
+    tied = np.unique(np.abs(differing)).size < m
+    if not tied and m <= 50:
+        method, how = "exact", "exact"
+    elif m <= EXACT_WITH_TIES_MAX:
+        method, how = PermutationMethod(n_resamples=np.inf), "exact (sign flips, mid-ranks for ties)"
+    else:
+        method, how = "asymptotic", "normal approximation" + (" (tie-corrected)" if tied else "")
+    p_value = float(wilcoxon(differing, zero_method="wilcox", alternative="two-sided", method=method).pvalue)
+    note = (f"only {m} item(s) differ: p >= {2.0 ** (1 - m):.3g} whatever the data"
+            if m < MIN_DIFFERING_ITEMS else "")
+    return min(p_value, 1.0), how, note
 
 
 def paired_comparison(a: Mapping[Hashable, float], b: Mapping[Hashable, float]) -> PairedComparison:
@@ -99,13 +141,10 @@ def paired_comparison(a: Mapping[Hashable, float], b: Mapping[Hashable, float]) 
                 raise ValueError(f"paired_comparison: {name}[{item!r}] = {value!r}; "
                                  "ratios need positive finite values")
     if not ids:
-        return PairedComparison(0, math.nan, math.nan)
+        return PairedComparison(0, math.nan, math.nan, note="no item in common")
     ratios = np.array([b[i] / a[i] for i in ids], dtype=float)
-    median_ratio = float(np.median(ratios))
+    low, high = bootstrap_interval(ratios, statistic=np.median, seed=0)
     log_ratios = np.log(ratios)
-    if not np.any(log_ratios != 0.0):
-        return PairedComparison(len(ids), median_ratio, 1.0)
-    from scipy.stats import wilcoxon  # only comparisons need scipy
-
-    p_value = float(wilcoxon(log_ratios, zero_method="wilcox", alternative="two-sided").pvalue)
-    return PairedComparison(len(ids), median_ratio, p_value)
+    p_value, method, note = signed_rank_test(log_ratios)
+    return PairedComparison(len(ids), float(np.median(ratios)), p_value, low, high,
+                            int(np.sum(log_ratios == 0.0)), method, note)

@@ -85,14 +85,15 @@ def optimize_tasks(
     model's result."""
     if llm.backend == "recorded":
         check_backend(llm, recorded_available=False, track="PIE track")  # raises, naming what to do
-    if samples > 1 and llm.temperature == 0.0:
+    if samples > 1 and llm.temperature == 0.0 and llm.backend != "samples":  # a samples file holds distinct programs
         log.warning("pie.samples is %d but llm.temperature is 0: the samples will be the same program", samples)
     if requests is None:
         requests = build_requests(tasks, examples, style, conditioned_template)
     completions: list[Completion] = []
     for sample in range(samples):
         with open_backend(dataclasses.replace(llm, seed=llm.seed + sample)) as backend:
-            results = backend.complete_many(requests, desc=f"optimize sample {sample}")
+            numbered = [dataclasses.replace(request, sample=sample) for request in requests]  # the samples backend's key
+            results = backend.complete_many(numbered, desc=f"optimize sample {sample}")
             if on_backend is not None:
                 on_backend(backend)
         for task, result in zip(tasks, results):

@@ -1,144 +1,175 @@
-"""Retrievers beyond a linear adapter, named like adapter variants (`retrieval.adapter`).
+"""One retriever interface: `Retriever.rank(queries, depth) -> {query id: [(doc id, score), ...]}`,
+for each query (id -> text) its top `depth` documents, best first, ties broken by document id
+(BEIR's search contract, as ranked lists), and `get_documents` for the texts of what it ranked.
 
-Each lives in its own directory under the adapters directory, with a `retriever.json` saying
-its kind:
-  encoder_mnrl/  kind "encoder": model/ (fine-tuned all-MiniLM-L6-v2), embeddings/ (the corpus
-                 re-embedded, an EmbeddingSet), index/ (its chroma index, what generate reads),
-                 ooc/ (task statements and canonicals re-embedded, for the out-of-corpus check)
-  bm25/          kind "bm25": index/ (corpus solutions), ooc/ (corpus + task canonicals)
-  hybrid/        kind "hybrid": {"dense": <variant>, "rrf_k": 60, "depth": 100, "components": {...}}
-Linear adapter variants (LinearAdapter files) have no retriever.json.
-
-Task canonicals enter only the out-of-corpus evaluation indices, under ids `task:<task id>`;
-`search` never returns a query's own id nor `task:<its id>`, so a task's canonical solution is
-never a few-shot example for that task.
+Implementations: `LinearRetriever` (the base all-MiniLM-L6-v2 model, with or without a linear
+adapter on its queries), `EncoderRetriever` (the fine-tuned encoder_mnrl), `BM25Retriever` and
+`HybridRetriever` (reciprocal-rank fusion of two retrievers). Which one a name means, and where
+its files are, is decided in `perfrepro.retrieval.loading` alone.
 """
 
 from __future__ import annotations
 
-import hashlib
+import functools
+import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
 import numpy as np
 
-from perfrepro.io import read_json
-
-KINDS = ("encoder", "bm25", "hybrid")
-NAMES = {"encoder_mnrl": "encoder", "bm25": "bm25", "hybrid": "hybrid"}
 CANONICAL_PREFIX = "task:"
-Example = tuple[str, str]
+Ranking = list[tuple[str, float]]  # (doc id, score), best first
+Rankings = dict[str, Ranking]  # query id -> its ranking
+
+
+class RetrievalInputError(ValueError):
+    """Retriever files that do not fit together (a stale index, a query without a stored embedding)."""
+
+
+class Retriever(Protocol):
+    def rank(self, queries: Mapping[str, str], depth: int) -> Rankings:
+        """Query id -> its top `depth` (doc id, score), best first, ties by doc id."""
+
+    def get_documents(self, doc_ids: Sequence[str]) -> dict[str, str]:
+        """{doc id: text} for those of `doc_ids` the retriever holds (the few-shot examples' code)."""
+
+
+class SearchIndex(Protocol):  # ChromaIndex, ExactIndex
+    def query(self, query_embeddings: np.ndarray, k: int, include_documents: bool = True) -> list[list[tuple]]: ...
+
+    def get_documents(self, ids: Sequence[str]) -> dict[str, str]: ...
+
+    def __len__(self) -> int: ...
 
 
 def canonical_id(task_id: str) -> str:
     return f"{CANONICAL_PREFIX}{task_id}"
 
 
-def retriever_kind(adapters_dir: str | Path, name: str) -> str:
-    """"linear" for a LinearAdapter variant, else the kind in its retriever.json."""
-    meta = Path(adapters_dir) / name / "retriever.json"
-    if meta.exists():
-        return read_json(meta)["kind"]
-    return "linear"
+def reciprocal_rank_fusion(rankings: Sequence[Sequence[str]], k: int = 60) -> Ranking:
+    """Reciprocal-rank fusion (Cormack et al. 2009): score(d) = sum over lists of 1 / (k + rank),
+    ranks 1-based within each list; highest score first, ties by id."""
+    scores: dict[str, float] = {}
+    for ranking in rankings:
+        for position, doc_id in enumerate(ranking, start=1):
+            scores[doc_id] = scores.get(doc_id, 0.0) + 1.0 / (k + position)
+    return sorted(scores.items(), key=lambda item: (-item[1], item[0]))
 
 
-def directory_digest(directory: str | Path) -> str:
-    """md5 over the relative paths and bytes of every file under `directory` (sorted)."""
-    digest = hashlib.md5()
-    root = Path(directory)
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        digest.update(str(path.relative_to(root)).encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
+def _rankings(query_ids: Sequence[str], hits: Sequence[Sequence[tuple]]) -> Rankings:
+    return {query_id: [(doc_id, score) for doc_id, score, *_ in row] for query_id, row in zip(query_ids, hits)}
 
 
-def _not_own(query_id: str) -> Callable[[str], bool]:
-    own = {query_id, canonical_id(query_id)}
-    return lambda doc_id: doc_id not in own
+# ---- query sides: encode texts now, or look up what the embed stages stored ---------------------
+
+class ModelQueries:
+    """Query texts encoded by a sentence-transformers model (unit rows), loaded on first use."""
+
+    def __init__(self, load_model: Callable[[], Any], batch_size: int = 64):
+        self.load_model, self.batch_size = load_model, batch_size
+
+    @functools.cached_property
+    def model(self) -> Any:
+        return self.load_model()
+
+    def encode(self, query_ids: Sequence[str], texts: Sequence[str]) -> np.ndarray:
+        from perfrepro.embeddings.encoder import encode_texts
+
+        return encode_texts(self.model, list(texts), batch_size=self.batch_size, show_progress=False)
 
 
-def search(
-    queries: Sequence[tuple[str, str]],
-    k: int,
-    *,
-    adapters_dir: str | Path,
-    name: str | None,
-    protocol: str = "heldout",
-    index_dir: str | Path = "data/index",
-    max_seq_length: int | None = None,
-    batch_size: int = 64,
-) -> dict[str, list[Example]]:
-    """query id -> top-`k` (doc id, document text) from the retriever `name` (None: base model;
-    a linear adapter variant; encoder_mnrl; bm25; hybrid), never the query's own id or canonical."""
-    ranked = _ranked_hits(queries, k + 1, adapters_dir=adapters_dir, name=name, protocol=protocol,
-                          index_dir=index_dir, max_seq_length=max_seq_length, batch_size=batch_size)
-    out = {}
-    for query_id, _ in queries:
-        keep = _not_own(query_id)
-        out[query_id] = [(doc_id, text) for doc_id, text in ranked[query_id] if keep(doc_id)][:k]
-    return out
+@dataclass(frozen=True)
+class StoredQueries:
+    """Query embeddings an embed stage stored, by query id: evaluation ranks those very rows."""
+
+    ids: tuple[str, ...]
+    rows: np.ndarray
+    source: str  # the file they came from, for errors
+
+    def encode(self, query_ids: Sequence[str], texts: Sequence[str]) -> np.ndarray:
+        position = {query_id: row for row, query_id in enumerate(self.ids)}
+        missing = [query_id for query_id in query_ids if query_id not in position]
+        if missing:
+            raise RetrievalInputError(f"{self.source}: no stored embedding for query {missing[0]!r} "
+                                      f"({len(missing)} of {len(query_ids)} missing); rerun its stage")
+        return self.rows[[position[query_id] for query_id in query_ids]]
 
 
-def _ranked_hits(queries, k, *, adapters_dir, name, protocol, index_dir, max_seq_length, batch_size):
-    from perfrepro.embeddings.encoder import encode_texts, load_encoder
-    from perfrepro.index.chroma import ChromaIndex
+# ---- the retrievers ------------------------------------------------------------------------------
 
-    kind = "linear" if name is None else retriever_kind(adapters_dir, name)
-    texts = [text for _, text in queries]
-    if kind == "bm25":
-        from perfrepro.index.bm25 import BM25Index
+class DenseRetriever:
+    """Embedded queries against an index of embedded solutions, by cosine similarity."""
 
-        hits = BM25Index.load(Path(adapters_dir) / name / "index").query_texts(texts, k)
-    elif kind == "hybrid":
-        from perfrepro.retrieval.evaluation import reciprocal_rank_fusion
+    def __init__(self, index: SearchIndex, queries: ModelQueries | StoredQueries):
+        self.index, self.queries = index, queries
 
-        meta = read_json(Path(adapters_dir) / name / "retriever.json")
-        check_hybrid_components(adapters_dir, meta)
-        depth = int(meta["depth"])
-        common = dict(adapters_dir=adapters_dir, protocol=protocol, index_dir=index_dir,
-                      max_seq_length=max_seq_length, batch_size=batch_size)
-        dense = _ranked_hits(queries, depth, name=meta["dense"], **common)
-        lexical = _ranked_hits(queries, depth, name="bm25", **common)
-        out = {}
-        for query_id, _ in queries:
-            text_of = dict(dense[query_id]) | dict(lexical[query_id])
-            fused = reciprocal_rank_fusion([[d for d, _ in dense[query_id]], [d for d, _ in lexical[query_id]]],
-                                           k=int(meta["rrf_k"]))
-            out[query_id] = [(d, text_of[d]) for d in fused[:k]]
-        return out
-    else:
-        if kind == "encoder":
-            root = Path(adapters_dir) / name
-            index = ChromaIndex.open(root / "index")
-            model = load_encoder(path=str(root / "model"))  # its own max_seq_length, saved with it
-            embeddings = encode_texts(model, texts, batch_size=batch_size, show_progress=False)
-        else:
-            index = ChromaIndex.open(index_dir)  # first: a missing index fails before the encoder loads
-            model = load_encoder(max_seq_length=max_seq_length)
-            embeddings = encode_texts(model, texts, batch_size=batch_size, show_progress=False)
-            if name is not None:
-                from perfrepro.embeddings.adapter import load_variant
+    def embed(self, query_ids: Sequence[str], texts: Sequence[str]) -> np.ndarray:
+        return self.queries.encode(query_ids, texts)
 
-                embeddings = load_variant(adapters_dir, name, protocol=protocol).apply(embeddings)
-        hits = index.query(embeddings, k)
-    return {query_id: [(doc_id, document) for doc_id, _score, document in row] for (query_id, _), row in zip(queries, hits)}
+    def rank(self, queries: Mapping[str, str], depth: int) -> Rankings:
+        query_ids = list(queries)
+        embedded = self.embed(query_ids, [queries[query_id] for query_id in query_ids])
+        return _rankings(query_ids, self.index.query(embedded, depth, include_documents=False))
+
+    def get_documents(self, doc_ids: Sequence[str]) -> dict[str, str]:
+        return self.index.get_documents(doc_ids)
 
 
-def check_hybrid_components(adapters_dir: str | Path, meta: dict) -> None:
-    """Fail when the BM25 or dense retriever changed since the hybrid stage recorded them."""
-    for component, recorded in meta.get("components", {}).items():
-        actual = directory_digest(Path(adapters_dir) / component)
-        if actual != recorded:
-            raise FileNotFoundError(
-                f"{Path(adapters_dir) / 'hybrid'}: component {component} changed since it was recorded; "
-                f"run `dvc repro build_hybrid`"
-            )
+class LinearRetriever(DenseRetriever):
+    """The base model's query embeddings through a linear adapter (None: the base model itself),
+    against the base model's solution embeddings."""
+
+    def __init__(self, index: SearchIndex, queries: ModelQueries | StoredQueries, adapter: Any = None):
+        super().__init__(index, queries)
+        self.adapter = adapter  # a LinearAdapter
+
+    def embed(self, query_ids: Sequence[str], texts: Sequence[str]) -> np.ndarray:
+        embedded = self.queries.encode(query_ids, texts)
+        return embedded if self.adapter is None else self.adapter.apply(embedded)
+
+
+class EncoderRetriever(DenseRetriever):
+    """A fine-tuned encoder (encoder_mnrl) embeds queries and solutions alike; no adapter."""
+
+
+class BM25Retriever:
+    """Lexical: the query text against a BM25 index of solutions (perfrepro.index.bm25)."""
+
+    def __init__(self, index: Any, show_progress: bool = False):
+        self.index, self.show_progress = index, show_progress
+
+    def rank(self, queries: Mapping[str, str], depth: int) -> Rankings:
+        query_ids = list(queries)
+        texts = [queries[query_id] for query_id in query_ids]
+        return _rankings(query_ids, self.index.query_texts(texts, depth, show_progress=self.show_progress))
+
+    def get_documents(self, doc_ids: Sequence[str]) -> dict[str, str]:
+        return self.index.get_documents(doc_ids)
+
+
+@dataclass(frozen=True)
+class HybridRetriever:
+    """Reciprocal-rank fusion of two retrievers, each ranked to its own `depth` first; the fused
+    score is the ranking's score."""
+
+    dense: Retriever
+    lexical: Retriever
+    rrf_k: int = 60
+    depth: int = 100
+
+    def rank(self, queries: Mapping[str, str], depth: int) -> Rankings:
+        dense, lexical = self.dense.rank(queries, self.depth), self.lexical.rank(queries, self.depth)
+        return {query_id: reciprocal_rank_fusion([[d for d, _ in dense[query_id]], [d for d, _ in lexical[query_id]]],
+                                                 k=self.rrf_k)[:depth]
+                for query_id in queries}
+
+    def get_documents(self, doc_ids: Sequence[str]) -> dict[str, str]:
+        return {**self.dense.get_documents(doc_ids), **self.lexical.get_documents(doc_ids)}
 
 
 def read_ooc_tasks(ooc_dir: str | Path) -> list[dict]:
     """The out-of-corpus set written by embed_ooc: [{"id", "statement", "canonical"}, ...]."""
-    import json
-
     path = Path(ooc_dir) / "tasks.jsonl"
     if not path.exists():
         raise FileNotFoundError(f"{path} not found (run the embed_ooc stage)")
