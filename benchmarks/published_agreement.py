@@ -109,6 +109,15 @@ def canonical_effs(task_dir: PieTaskDir, clock: str) -> dict:
     return enamel_scores(measurements)
 
 
+def task_summary(score) -> dict:
+    """What the results file keeps of a task: eff, pass, the first level that did not pass, the
+    slowest reference level and the program's level times (ms, 3 significant digits)."""
+    outcome = next((f"{status}@L{level}" for level, status in sorted(score.statuses[0].items()) if status != "ok"), "ok")
+    return {"eff": round(score.effs[0], 4), "passed": score.passed[0], "outcome": outcome,
+            "reference_max_ms": float(f"{max(score.reference_ms.values()):.3g}") if score.reference_ms else None,
+            "level_ms": [None if t is None else float(f"{t:.3g}") for _, t in sorted(score.level_ms[0].items())]}
+
+
 # ---- part 3: enam 0.2.0 itself, in its own interpreter ----
 
 def canonical(x) -> str:
@@ -265,9 +274,7 @@ def main(argv=None) -> int:
                     rows.append([name, clock, row.tasks, f"{row.eff:.3f}", f"[{row.eff_lo:.3f}, {row.eff_hi:.3f}]",
                                  f"{eff:.3f}", f"{row.eff - eff:+.3f}", f"{row.pass_rate:.3f}", f"{pass1:.3f}"])
                 result["eff"][clock] = {"rows": rows, "per_task": {
-                    role: {s.task_id: {"eff": s.effs[0], "passed": s.passed[0], "statuses": s.statuses[0],
-                                       "level_ms": s.level_ms[0], "reference_ms": s.reference_ms} for s in scores[role]}
-                    for role in PUBLISHED}}
+                    role: {s.task_id: task_summary(s) for s in scores[role]} for role in PUBLISHED}}
                 print(tabulate(rows, headers=["set", "clock", "tasks", "eff@1 (ours)", "95% CI", "eff@1 (ENAMEL)",
                                               "ours - ENAMEL", "pass@1 (ours)", "pass@1 (ENAMEL)"], tablefmt="github"))
             if args.enam_python:
@@ -288,7 +295,9 @@ def main(argv=None) -> int:
                     far = sorted(diffs.items(), key=lambda kv: -abs(kv[1]))[:8]
                     enam_rows.append([name, f"{run['metrics']['eff@1']:.3f}", f"{run['metrics']['pass@1']:.3f}", f"{eff:.3f}",
                                       ", ".join(f"{k.split('/')[1]} {v:+.2f}" for k, v in far)])
-                result["enam"] = {"same_inputs": same, "tasks": len(ours), "rows": enam_rows, "raw": enam}
+                result["enam"] = {"same_inputs": same, "tasks": len(ours), "rows": enam_rows,
+                                  "failed": {SETS[role]: sorted(int(i) for i, p in enam[f"{SETS[role]}.json"]["passes"].items()
+                                                                if not p[0]) for role in PUBLISHED}}
                 print(tabulate(enam_rows, headers=["set", "eff@1 (enam, here)", "pass@1 (enam, here)", "eff@1 (published)",
                                                    "largest per-task differences, ours - enam"], tablefmt="github"))
         if not args.skip_spearman:
