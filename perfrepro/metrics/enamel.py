@@ -22,13 +22,13 @@ from math import comb
 from statistics import median
 from typing import Iterable, Mapping, Sequence
 
-from perfrepro.metrics.optimization import ENAMEL_ALPHA, eff_at_k, enamel_task_eff, split_level_key
+from perfrepro.metrics.optimization import ENAMEL_ALPHA, ENAMEL_LEVEL_WEIGHTS, eff_at_k, enamel_task_eff, split_level_key
 from perfrepro.metrics.uncertainty import bootstrap_interval
 from perfrepro.records import Measurement
 
 # statuses of a level that keep the program correct: passed, or stopped by the time or memory limit
 CENSORED = ("ok", "timeout", "memory")
-ENAMEL_WEIGHTS = (0.0, 3.0, 3.0, 4.0)
+ENAMEL_WEIGHTS = tuple(ENAMEL_LEVEL_WEIGHTS[level] for level in sorted(ENAMEL_LEVEL_WEIGHTS))  # 0, 3, 3, 4
 BOOTSTRAP_SEED = 0
 
 
