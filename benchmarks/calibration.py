@@ -115,6 +115,7 @@ def summary(measurements, chosen, seconds: float) -> tuple[dict, object]:
             "NET": r.net, "NMU": r.nmu, "NTMU": r.ntmu, "et_canonical": r.time_canonical,
             "fastest_ratio": None if interval is None else [interval.lo, interval.ratio, interval.hi],
             "per_repeat": [a / b for a, b in zip(done.samples, canon.samples)],
+            "samples": {"canonical": list(canon.samples), "completion": list(done.samples)},
         }
     return {
         "tasks": len(chosen), "measured": len(ratios), "pass1": metrics.pass1,

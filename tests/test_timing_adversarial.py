@@ -5,7 +5,9 @@ completions that wrap the canonical solution in the two blind spots a harness ca
 - state that survives from one timed call to the next (a module-level dict, functools.cache on a
   top-level helper or a static method, a class attribute, a mutable default argument);
 - work at module level that a harness leaves uncharged (the answers or a table precomputed at
-  import time, extra arithmetic at the top level or in the class body).
+  import time, extra arithmetic at the top level or in the class body);
+- work a clock of the calling thread alone would miss (done in another thread, or in a child
+  process the solution waits for).
 A trustworthy backend reports NET >= 1 for each of them (within noise), and about 3 for the ones
 that add twice the canonical's work. On a harness that keeps the solution's namespace between
 calls or does not charge its top level, the caches give NET ~0.001 and the extra work NET ~1.0.
@@ -176,6 +178,31 @@ class Solution:
     "extra_work_at_module_level": (BURN + """
 _burn(100000)  # twice the canonical's work, done at import time
 """ + CANONICAL, TRIPLE),
+    # work handed to a thread or to a child process it waits for: wall's CPU clock counts both
+    "extra_work_in_a_thread": (BURN + """
+import threading
+
+
+class Solution:
+    def sumSquares(self, n: int) -> int:
+        helper = threading.Thread(target=_burn, args=(100000,))  # twice the canonical's work
+        helper.start()
+        helper.join()
+        return _burn(n)
+""", TRIPLE),
+    "extra_work_in_a_child_process": (BURN + """
+import os
+
+
+class Solution:
+    def sumSquares(self, n: int) -> int:
+        child = os.fork()
+        if child == 0:
+            _burn(100000)  # twice the canonical's work
+            os._exit(0)
+        os.waitpid(child, 0)
+        return _burn(n)
+""", TRIPLE),
     "extra_work_in_class_body": ("""
 class Solution:
     _table = [i * i for i in range(100000)]  # about twice the canonical's work, at class creation

@@ -22,11 +22,15 @@ that nonce to the result pipe only after `run_tests()` returned. A run passes wh
 there, carries the nonce, says ok, and the process exited 0. So `sys.exit(0)` / `os._exit(0)`
 before the tests, a failed assert, a crash or a timeout can't pass; printing "ok" on stdout
 counts for nothing. A result whose class (defined by the solution) overrides `==` fails too.
+Each timed loop reports its perf_counter window and its CPU time; the wall backend's driver
+(`TIMED_DRIVER_SOURCE`) counts the CPU time of every thread of the process and of the children
+it waited for (a C++ binary per test), the others' (`DRIVER_SOURCE`) the thread's.
 
 Limits (documented, not defended): state a solution deliberately stashes in an imported module
 (an attribute of `math`, `sys.modules`, the `builtins` module itself) outlives its namespace, and
 so does a cache it plants in the harness's globals by walking frames; a program that walks the
-interpreter's memory (gc, frames) to find the nonce in the driver could forge a record. The
+interpreter's memory (gc, frames) to find the nonce in the driver could forge a record; the CPU
+time of a child process a solution starts and never waits for is not charged to it. The
 process sandbox still contains all of it. Modules a solution imports itself (beyond the task's
 imports) are loaded by its first call and cached by the interpreter after that.
 """
@@ -126,16 +130,17 @@ def canonical_program(task: Task) -> Program:
     return build_program(task, task.canonical_solution, role="canonical")
 
 
-DRIVER_SOURCE = r'''
+_DRIVER_TEMPLATE = r'''
 # perfrepro driver: runs program.py's run_tests() and reports to the result pipe.
 import gc as _gc
 import json as _json
 import os as _os
 import sys as _sys
 import time as _time
+@CPU_CLOCK_DEFINITION@
 
 _write, _exit, _close, _read, _open = _os.write, _os._exit, _os.close, _os.read, _os.open
-_dup2, _getenv, _perf, _cpu = _os.dup2, _os.environ.get, _time.perf_counter, _time.thread_time
+_dup2, _getenv, _perf, _cpu = _os.dup2, _os.environ.get, _time.perf_counter, @CPU_CLOCK@
 _dumps, _collect, _int, _float, _max = _json.dumps, _gc.collect, int, float, max
 _range, _Base, _Assertion, _Memory = range, BaseException, AssertionError, MemoryError
 _type, _str, _len, _ceil = type, str, len, __import__("math").ceil
@@ -228,6 +233,22 @@ def _main():
 _main()
 '''
 
+# The driver the deterministic backend counts instructions of (and `once`, `setup` runs): its loops'
+# CPU clock is the thread's, and its bytes stay what they were, so its counts do too.
+DRIVER_SOURCE = _DRIVER_TEMPLATE.replace("@CPU_CLOCK_DEFINITION@\n", "").replace("@CPU_CLOCK@", "_time.thread_time")
+# The wall backend's driver: its loops' CPU clock counts every thread of the process and the
+# children it waited for (a C++ binary per test), so a solution can't hide its work in a thread.
+TIMED_DRIVER_SOURCE = _DRIVER_TEMPLATE.replace("@CPU_CLOCK_DEFINITION@\n", '''import resource as _resource
+
+_process_time, _getrusage, _CHILDREN = _time.process_time, _resource.getrusage, _resource.RUSAGE_CHILDREN
+
+
+def _process_cpu():
+    children = _getrusage(_CHILDREN)
+    return _process_time() + children.ru_utime + children.ru_stime
+
+''').replace("@CPU_CLOCK@", "_process_cpu")
+
 
 @dataclass(frozen=True)
 class RunRecord:
@@ -236,11 +257,16 @@ class RunRecord:
     status: str  # ok | wrong_answer | timeout | memory | disk | crash
     error: str | None
     n: int = 0  # run_tests() calls in the timed sample
-    t0: float | None = None  # perf_counter at the start / end of the fastest timed loop (s)
+    # perf_counter at the start / end of the fastest timed loop (s): the one with the least CPU
+    # time when the driver reports one per loop, else the shortest
+    t0: float | None = None
     t1: float | None = None
     first_s: float | None = None  # the first (cold) run_tests() call, seconds
     windows: tuple[tuple[float, float], ...] = ()  # every timed loop (perf_counter s)
-    cpu_s: tuple[float, ...] = ()  # CPU time (thread_time) of each timed loop, s
+    # CPU time of each timed loop, s: the thread's (DRIVER_SOURCE), or the process's every thread's
+    # plus the children it waited for (TIMED_DRIVER_SOURCE)
+    cpu_s: tuple[float, ...] = ()
+    loop_cpu_s: float | None = None  # CPU time of the fastest loop, s
 
     @property
     def passed(self) -> bool:
@@ -248,19 +274,30 @@ class RunRecord:
 
     @property
     def seconds_per_run(self) -> float | None:
+        """Wall seconds per run_tests() call in the fastest loop."""
         if self.t0 is None or self.t1 is None or self.n <= 0:
             return None
         return (self.t1 - self.t0) / self.n
+
+    @property
+    def cpu_seconds_per_run(self) -> float | None:
+        """CPU seconds per run_tests() call in the fastest loop."""
+        if self.loop_cpu_s is None or self.n <= 0:
+            return None
+        return self.loop_cpu_s / self.n
 
 
 def new_nonce() -> str:
     return secrets.token_hex(16)
 
 
-def driver_files(program: Program) -> dict[str, str]:
+def driver_files(program: Program, timed: bool = False) -> dict[str, str]:
+    """The run dir's files: the program, the driver (`TIMED_DRIVER_SOURCE` when `timed`) and the
+    sandbox's packages."""
     if program.language != "python":
         raise ValueError(f"{program.task_id}: the Python harness can't run a {program.language} program")
-    return {**sandbox.python_files(), PROGRAM_FILE: program.source, DRIVER_FILE: DRIVER_SOURCE}
+    return {**sandbox.python_files(), PROGRAM_FILE: program.source,
+            DRIVER_FILE: TIMED_DRIVER_SOURCE if timed else DRIVER_SOURCE}
 
 
 def driver_args(mode: str, min_sample_ms: float = 0.0, samples: int = 1) -> list[str]:
@@ -295,9 +332,14 @@ def read_record(result: SandboxResult, nonce: str) -> RunRecord:
     try:
         windows = tuple((float(a), float(b)) for a, b in row.get("windows") or ())
         cpu = tuple(float(c) for c in row.get("cpu") or ())
-        t0, t1 = min(windows, key=lambda w: w[1] - w[0]) if windows else (None, None)
+        fastest = None
+        if windows:
+            cost = cpu if len(cpu) == len(windows) else tuple(b - a for a, b in windows)
+            fastest = min(range(len(windows)), key=cost.__getitem__)
+        t0, t1 = windows[fastest] if fastest is not None else (None, None)
         return RunRecord("ok", None, n=int(row.get("n", 0)), t0=t0, t1=t1,
-                         first_s=_float_or_none(row.get("first_s")), windows=windows, cpu_s=cpu)
+                         first_s=_float_or_none(row.get("first_s")), windows=windows, cpu_s=cpu,
+                         loop_cpu_s=cpu[fastest] if fastest is not None and len(cpu) == len(windows) else None)
     except (TypeError, ValueError):
         return RunRecord("crash", "malformed harness record")
 
@@ -325,7 +367,7 @@ def run_program(
         stdin=(nonce + "\n").encode(),
         limits=limits or Limits(),
         env=sandbox.python_env(),
-        files=driver_files(program),
+        files=driver_files(program, timed=mode == "timed"),
         channel=True,
     )
     return read_record(result, nonce), result

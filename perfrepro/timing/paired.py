@@ -1,11 +1,11 @@
 """A program's time ratio to another (a completion to its canonical), with its own interval.
 
 The wall backend times every program of a task once per repeat, interleaved, and reports each
-program's fastest repeat (perfrepro.timing.wall), so a task's ratio is fastest / fastest. Its
-interval comes from the repeats themselves: resample the repeats (the two programs' samples of a
-repeat stay together, they ran seconds apart), recompute fastest / fastest, and take the 2.5% and
-97.5% percentiles. Seeded: the same samples always give the same interval. A wide interval says
-that the ratio rests on one lucky process; a tight one, that most repeats agree.
+program's second-fastest repeat (perfrepro.timing.wall.second_fastest), so a task's ratio is the
+ratio of those. Its interval comes from the repeats themselves: resample the repeats (the two
+programs' samples of a repeat stay together, they ran seconds apart), recompute the ratio, and
+take the 2.5% and 97.5% percentiles. Seeded: the same samples always give the same interval. A
+wide interval says that the ratio rests on a few processes; a tight one, that most repeats agree.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import random
 from dataclasses import dataclass
 
 from perfrepro.records import Measurement
+from perfrepro.timing.wall import second_fastest
 
 CONFIDENCE = 0.95
 RESAMPLES = 2000
@@ -24,8 +25,8 @@ PER_REPEAT_SAMPLES = ("wall", "deterministic")
 
 @dataclass(frozen=True)
 class RatioInterval:
-    """`ratio` = program / baseline, each its fastest repeat (the wall backend's `execution_time`);
-    [lo, hi] its bootstrap interval over the `repeats` paired repeats."""
+    """`ratio` = program / baseline, each its second-fastest repeat (the wall backend's
+    `execution_time`); [lo, hi] its bootstrap interval over the `repeats` paired repeats."""
 
     ratio: float
     lo: float
@@ -45,11 +46,11 @@ def task_ratio(program: Measurement, baseline: Measurement, seed: int = SEED) ->
     ratios = []
     for _ in range(RESAMPLES):
         resample = [pairs[draw.randrange(len(pairs))] for _ in pairs]
-        ratios.append(min(a for a, _ in resample) / min(b for _, b in resample))
+        ratios.append(second_fastest([a for a, _ in resample]) / second_fastest([b for _, b in resample]))
     ratios.sort()
     tail = (1.0 - CONFIDENCE) / 2.0
     return RatioInterval(
-        ratio=min(program.samples) / min(baseline.samples),
+        ratio=second_fastest(program.samples) / second_fastest(baseline.samples),
         lo=ratios[int(tail * (RESAMPLES - 1))],
         hi=ratios[int((1.0 - tail) * (RESAMPLES - 1) + 0.5)],
         repeats=len(pairs),
