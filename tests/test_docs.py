@@ -54,6 +54,18 @@ def relative_links(path: Path) -> list[tuple[int, str]]:
     return links
 
 
+def broken_links(page: Path) -> list[str]:
+    broken = []
+    for number, target in relative_links(page):
+        file_part, _, anchor = target.partition("#")
+        linked = (page.parent / file_part).resolve() if file_part else page
+        if not linked.exists():
+            broken.append(f"{page.name}:{number}: {target}: no such file")
+        elif anchor and linked.suffix == ".md" and anchor not in anchors(linked):
+            broken.append(f"{page.name}:{number}: {target}: no heading '{anchor}'")
+    return broken
+
+
 def test_readme_is_at_most_200_lines():
     lines = README.read_text(encoding="utf-8").count("\n")
     assert lines <= README_MAX_LINES, f"README.md has {lines} lines; move detail into docs/"
@@ -66,18 +78,6 @@ def test_the_link_checker_finds_a_broken_anchor_and_a_missing_file(tmp_path):
     assert anchors(page) == {"title-one-1"}
     assert relative_links(page) == [(3, "#title-one-1"), (3, "#nope"), (3, "missing.md")]
     assert broken_links(page) == ["page.md:3: #nope: no heading 'nope'", "page.md:3: missing.md: no such file"]
-
-
-def broken_links(page: Path) -> list[str]:
-    broken = []
-    for number, target in relative_links(page):
-        file_part, _, anchor = target.partition("#")
-        linked = (page.parent / file_part).resolve() if file_part else page
-        if not linked.exists():
-            broken.append(f"{page.name}:{number}: {target}: no such file")
-        elif anchor and linked.suffix == ".md" and anchor not in anchors(linked):
-            broken.append(f"{page.name}:{number}: {target}: no heading '{anchor}'")
-    return broken
 
 
 @pytest.mark.parametrize("page", [README, *DOC_PAGES], ids=lambda p: p.name)
