@@ -50,6 +50,9 @@ from perfrepro.report import efficiency_table  # noqa: E402
 from perfrepro.timing.base import make_backend  # noqa: E402
 from perfrepro.timing.paired import task_ratio  # noqa: E402
 
+# every process's own figures, kept so other estimators can be computed from one run's data
+RAW_FIELDS = ("task_id", "role", "repeat", "status", "calls", "execution_time_ms", "cpu_time_ms", "cpu_share",
+              "loops_s", "loops_cpu_s")
 WITHIN = 0.10  # the target: canonical against itself within ±10% on at least 95% of tasks
 
 
@@ -129,6 +132,10 @@ def summary(measurements, chosen, seconds: float) -> tuple[dict, object]:
     }, metrics
 
 
+def tagged(program, run: dict) -> dict:
+    return {**run, "task_id": program.task_id, "role": program.role}
+
+
 def shares(raw: list[dict]) -> dict:
     values = [d["cpu_share"] for d in raw if d.get("cpu_share") is not None]
     return {"loop_cpu_share_median": statistics.median(values) if values else None,
@@ -158,11 +165,11 @@ def main(argv=None) -> int:
         chosen = tasks[: args.det_limit] if name == "deterministic" else tasks
         config = TimingConfig(**{**params.__dict__, "backend": name, "repeats": args.repeats or params.repeats})
         raw = {label: [] for label in harnesses}
-        backends = {label: make_backend(config, on_run=lambda p, r, d, label=label: raw[label].append(d))
+        backends = {label: make_backend(config, on_run=lambda p, r, d, label=label: raw[label].append(tagged(p, d)))
                     for label in harnesses}
         if name == "wall" and args.before:
             backends["before"] = wall_backend_at(args.before, harnesses["before"], config,
-                                                 lambda p, r, d: raw["before"].append(d))
+                                                 lambda p, r, d: raw["before"].append(tagged(p, d)))
         load = os.getloadavg()
         measured = {label: [] for label in harnesses}
         seconds = {label: 0.0 for label in harnesses}
@@ -179,7 +186,8 @@ def main(argv=None) -> int:
                 f"{label} {measured[label][-1].execution_time / measured[label][-2].execution_time:.3f}"
                 for label in harnesses if measured[label][-1].passed and measured[label][-2].passed),
                 file=sys.stderr)
-        results[name] = {"load_before": load, "load_after": os.getloadavg()}
+        results[name] = {"load_before": load, "load_after": os.getloadavg(),
+                         "raw": {label: [{k: d.get(k) for k in RAW_FIELDS} for d in raw[label]] for label in raw}}
         for label in harnesses:
             results[name][label], metrics = summary(measured[label], chosen, seconds[label])
             results[name][label].update(shares(raw[label]))

@@ -90,10 +90,10 @@ def test_wall_mechanics(tasks):
     timed = [d for role, sample, d in raw if d["status"] == "ok"]
     for d in timed:
         assert d["calls"] >= 1 and len(d["loops_s"]) == len(d["loops_cpu_s"]) == LOOPS_PER_PROCESS
-        fastest = d["loops_cpu_s"].index(min(d["loops_cpu_s"]))  # ET: the loop's CPU time per call
-        assert d["execution_time_ms"] == pytest.approx(d["loops_cpu_s"][fastest] / d["calls"] * 1000.0)
-        assert d["wall_time_ms"] == pytest.approx(d["loops_s"][fastest] / d["calls"] * 1000.0)
-        assert d["execution_time_ms"] > 0 and d["wall_time_ms"] > 0
+        fastest = d["loops_s"].index(min(d["loops_s"]))  # ET: the fastest loop's time per call
+        assert d["execution_time_ms"] == pytest.approx(d["loops_s"][fastest] / d["calls"] * 1000.0)
+        assert d["cpu_time_ms"] == pytest.approx(d["loops_cpu_s"][fastest] / d["calls"] * 1000.0)
+        assert d["execution_time_ms"] > 0 and d["cpu_time_ms"] > 0
         # RSS was sampled: on a loaded machine a short loop may hold no sample, and then the nearest
         # one stands for it (memory_in_window); with no sample at all the run would be a crash
         assert d["peak_memory_mb"] > 1.0  # an interpreter's RSS

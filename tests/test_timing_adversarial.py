@@ -178,7 +178,7 @@ class Solution:
     "extra_work_at_module_level": (BURN + """
 _burn(100000)  # twice the canonical's work, done at import time
 """ + CANONICAL, TRIPLE),
-    # work handed to a thread or to a child process it waits for: wall's CPU clock counts both
+    # work handed to a thread or to a child process it waits for: the timed loop's clock counts both
     "extra_work_in_a_thread": (BURN + """
 import threading
 

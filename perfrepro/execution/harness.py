@@ -237,7 +237,7 @@ _main()
 # CPU clock is the thread's, and its bytes stay what they were, so its counts do too.
 DRIVER_SOURCE = _DRIVER_TEMPLATE.replace("@CPU_CLOCK_DEFINITION@\n", "").replace("@CPU_CLOCK@", "_time.thread_time")
 # The wall backend's driver: its loops' CPU clock counts every thread of the process and the
-# children it waited for (a C++ binary per test), so a solution can't hide its work in a thread.
+# children it waited for (a C++ binary per test); it gives the loops' CPU share, not ET (wall.py).
 TIMED_DRIVER_SOURCE = _DRIVER_TEMPLATE.replace("@CPU_CLOCK_DEFINITION@\n", '''import resource as _resource
 
 _process_time, _getrusage, _CHILDREN = _time.process_time, _resource.getrusage, _resource.RUSAGE_CHILDREN
@@ -257,8 +257,7 @@ class RunRecord:
     status: str  # ok | wrong_answer | timeout | memory | disk | crash
     error: str | None
     n: int = 0  # run_tests() calls in the timed sample
-    # perf_counter at the start / end of the fastest timed loop (s): the one with the least CPU
-    # time when the driver reports one per loop, else the shortest
+    # perf_counter at the start / end of the fastest timed loop (s): the shortest
     t0: float | None = None
     t1: float | None = None
     first_s: float | None = None  # the first (cold) run_tests() call, seconds
@@ -332,10 +331,7 @@ def read_record(result: SandboxResult, nonce: str) -> RunRecord:
     try:
         windows = tuple((float(a), float(b)) for a, b in row.get("windows") or ())
         cpu = tuple(float(c) for c in row.get("cpu") or ())
-        fastest = None
-        if windows:
-            cost = cpu if len(cpu) == len(windows) else tuple(b - a for a, b in windows)
-            fastest = min(range(len(windows)), key=cost.__getitem__)
+        fastest = min(range(len(windows)), key=lambda i: windows[i][1] - windows[i][0]) if windows else None
         t0, t1 = windows[fastest] if fastest is not None else (None, None)
         return RunRecord("ok", None, n=int(row.get("n", 0)), t0=t0, t1=t1,
                          first_s=_float_or_none(row.get("first_s")), windows=windows, cpu_s=cpu,

@@ -3,25 +3,28 @@
 Per repeat, a fresh sandboxed process loads the program (untimed), runs `run_tests()` once (the
 correctness check and a cold call), auto-ranges an inner loop until one loop lasts at least
 `min_sample_ms` (these loops also warm up), then times LOOPS_PER_PROCESS more loops of that
-length, each by perf_counter and by the CPU time of the process (every thread, plus the children
-it waited for: a C++ binary per test), and keeps the loop with the least CPU time. A thread of
-this process reads the program's RSS from /proc/<pid>/statm every `rss_interval_ms`. Per run:
-- ET = the loop's CPU time / calls (ms per run of the tests; `wall_time_ms` beside it: perf_counter),
+length by perf_counter, and keeps the fastest. A thread of this process reads the program's RSS
+from /proc/<pid>/statm every `rss_interval_ms`. Per run:
+- ET = the fastest loop's time / calls (ms per run of the tests),
 - TMU = peak RSS inside the loop (MB = MiB, the whole process as mprof/EffiBench count it),
 - MU = trapezoid integral of RSS over the loop / calls (MB·s per run of the tests).
-Programs are interleaved A B A B over repeats, so repeat r of one program and repeat r of another
-ran seconds apart: their ratio is a paired ratio (`ratio_to_first` in the raw runs).
+Beside them, each loop's CPU time (every thread of the process, plus the children it waited for)
+gives `cpu_share` and `cpu_time_ms`, which show a loop that waited for a CPU. They are not ET:
+under the sandbox's RLIMIT_CPU the kernel's process CPU clock only advances at scheduler ticks
+(4 ms here; 72% of 1 ms steps read 0 with the limit set, none without), so on 20 ms loops it is
+off by up to 20% (benchmarks/calibration.py: canonical against itself within ±10% on 72-76% of
+tasks by CPU time, 97% by perf_counter, in one run). Programs are interleaved A B A B over
+repeats, so repeat r of one program and repeat r of another ran seconds apart: their ratio is a
+paired ratio (`ratio_to_first` in the raw runs).
 
 The Measurement holds the second-fastest repeat's ET (`second_fastest`) and the median repeat's
-MU and TMU. CPU time, because on a quiet machine it equals perf_counter (loop CPU share 1.00) and
-on a shared one the time the program waited for a CPU is other people's work. The second-fastest
-repeat, because on this 2-vCPU virtual machine the code sometimes runs 1.3-1.7x slower for
-~0.1-0.3 s at a time, unseen by the guest (CPU share 1.00, no preemption, migration or page
-fault): a process whose loops fall in such a stretch is slow throughout, and three such processes
-in a median of five put the ratio of two identical programs at 0.6 or 1.6. The second-fastest of
-seven moves only when six are slow, and one lucky process (a quieter neighbour) can't decide it
-either (README "Timing backends"). `perfrepro.timing.paired.task_ratio` gives a program's ratio to
-another with its own interval.
+MU and TMU. The second-fastest, because on this 2-vCPU virtual machine the code sometimes runs
+1.3-1.7x slower for ~0.1-0.3 s at a time, unseen by the guest (CPU share 1.00, no preemption,
+migration or page fault): a process whose loops fall in such a stretch is slow throughout, and
+three such processes in a median of five put the ratio of two identical programs at 0.6 or 1.6.
+The second-fastest of seven moves only when six are slow, and one lucky process can't decide it
+either (docs/timing.md). `perfrepro.timing.paired.task_ratio` gives a program's ratio to another
+with its own interval.
 """
 
 from __future__ import annotations
@@ -169,7 +172,7 @@ class WallClockBackend:
         record = harness.read_record(result, nonce)
         raw: dict = {"status": record.status, "error": record.error, "process_wall_s": round(result.wall_s, 6)}
         if record.passed:
-            seconds = record.cpu_seconds_per_run
+            seconds = record.seconds_per_run
             try:
                 peak_mb, integral = memory_in_window(sampler.samples, record.t0, record.t1)
             except ValueError as exc:
@@ -185,7 +188,7 @@ class WallClockBackend:
                 cpu_share=min(1.0, max(c / (b - a) for (a, b), c in zip(record.windows, record.cpu_s)))
                 if record.cpu_s else None,
                 execution_time_ms=seconds * 1000.0,
-                wall_time_ms=record.seconds_per_run * 1000.0,
+                cpu_time_ms=record.cpu_seconds_per_run * 1000.0 if record.cpu_s else None,
                 first_call_ms=(record.first_s or 0.0) * 1000.0,
                 peak_memory_mb=peak_mb,
                 memory_usage_mb_s=integral / record.n,
