@@ -33,7 +33,7 @@ from perfrepro.config import ConfigError, load_params
 from perfrepro.datasets.base import DatasetError
 from perfrepro.datasets.pie import load_pairs
 from perfrepro.execution import sandbox
-from perfrepro.executors import ExecutorError, make_executor
+from perfrepro.dispatch import ExecutorError, make_executor
 from perfrepro.finetuning.data import EvalProgram, SftRecord, eval_programs_from_tasks
 from perfrepro.generation.backends import BackendError, check_backend, open_backend, preflight_backend
 from perfrepro.generation.cache import ResponseCache, resolve_cache_dir

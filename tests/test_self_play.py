@@ -24,7 +24,7 @@ import yaml
 from fake_openai_server import FakeOpenAI, Reply, chat_completion
 
 from perfrepro.config import LLMConfig, SelfPlayConfig
-from perfrepro.executors import LocalExecutor
+from perfrepro.dispatch import LocalExecutor
 from perfrepro.finetuning.data import EvalProgram, SftRecord, finetune_records, self_play_records
 from perfrepro.generation.backends import RecordedBackend
 from perfrepro.generation.cache import ResponseCache

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
-from perfrepro.executors import Executor, LocalExecutor, TaskFailure
+from perfrepro.dispatch import Executor, LocalExecutor, TaskFailure
 from perfrepro.execution import sandbox
 from perfrepro.metrics.enamel import CENSORED, hodges_lehmann
 from perfrepro.metrics.optimization import level_key
@@ -396,7 +396,7 @@ def read_sample_set(path, task_ids: Sequence[str]) -> dict[str, list[str]]:
 
 
 class EnamelProtocol:
-    """pie.protocol enamel (perfrepro.optimization.measure.make_protocol): built from a
+    """pie.protocol enamel (perfrepro.optimization.level_timing.make_protocol): built from a
     perfrepro.config.EnamelConfig, with its sample sets read from `samples_dir/<name>.json`."""
 
     name = "enamel"

@@ -34,7 +34,7 @@ from typing import Any, Callable, ContextManager, Mapping, Sequence
 from perfrepro.config import LLMConfig, SelfPlayConfig, TimingConfig
 from perfrepro.execution.harness import run_program
 from perfrepro.execution.sandbox import Limits
-from perfrepro.executors import Executor, LocalExecutor, TaskFailure
+from perfrepro.dispatch import Executor, LocalExecutor, TaskFailure
 from perfrepro.finetuning.data import EvalProgram, LeakageIndex, SftRecord
 from perfrepro.generation.cache import ResponseCache, cache_key
 from perfrepro.generation.client import ChatBackend, ChatRequest
