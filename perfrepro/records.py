@@ -135,6 +135,21 @@ class Program:
 Record = TypeVar("Record")
 
 
+@dataclass(frozen=True)
+class SftRecord:
+    """One supervised fine-tuning record, template-free: the templates render it (templates.py)."""
+
+    id: str
+    problem_id: str
+    source: str
+    split: str  # "train" | "val"
+    slow: str  # truncated to max_code_chars
+    fast: str
+    score: int  # 1..10, the target's performance score
+    score_basis: str  # "problem" | "dataset" | "released"
+    truncated: bool  # slow or fast was cut at max_code_chars
+
+
 class RecordError(ValueError):
     """A JSONL line that does not map to its record; the message names file, line and field."""
 

@@ -9,7 +9,6 @@ import pytest
 
 from perfrepro.datasets.base import Row
 from perfrepro.finetuning.data import (
-    EvalProgram,
     FinetuneDataError,
     TrainingPair,
     build_training_data,
@@ -19,6 +18,7 @@ from perfrepro.finetuning.data import (
     performance_scores,
     split_problems,
 )
+from perfrepro.finetuning.leakage import EvalProgram
 from perfrepro.finetuning.templates import chat_jsonl_line, training_messages
 from perfrepro.optimization.prompts import load_conditioned_template
 

@@ -35,7 +35,8 @@ from perfrepro.config import LLMConfig, SelfPlayConfig, TimingConfig
 from perfrepro.execution.harness import run_program
 from perfrepro.execution.sandbox import Limits
 from perfrepro.dispatch import Executor, LocalExecutor, TaskFailure
-from perfrepro.finetuning.data import EvalProgram, LeakageIndex, SftRecord
+from perfrepro.finetuning.leakage import EvalProgram, LeakageIndex
+from perfrepro.records import SftRecord
 from perfrepro.generation.cache import ResponseCache, cache_key
 from perfrepro.generation.client import ChatBackend, ChatRequest
 from perfrepro.generation.generate import to_completion
