@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from perfrepro.generation.client import scrub_secret
+from perfrepro.generation.endpoint import scrub_secret
 from perfrepro.io import read_json, write_json
 
 log = logging.getLogger(__name__)
