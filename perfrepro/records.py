@@ -150,6 +150,16 @@ class SftRecord:
     truncated: bool  # slow or fast was cut at max_code_chars
 
 
+@dataclass(frozen=True)
+class EvalProgram:
+    """A program training data must not copy: an evaluation task's slow or reference program (or,
+    for self-play, a training program)."""
+
+    task_id: str
+    role: str  # "slow" | "reference"
+    code: str
+
+
 class RecordError(ValueError):
     """A JSONL line that does not map to its record; the message names file, line and field."""
 

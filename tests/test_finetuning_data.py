@@ -18,9 +18,9 @@ from perfrepro.finetuning.data import (
     performance_scores,
     split_problems,
 )
-from perfrepro.finetuning.leakage import EvalProgram
 from perfrepro.finetuning.templates import chat_jsonl_line, training_messages
 from perfrepro.optimization.prompts import load_conditioned_template
+from perfrepro.records import EvalProgram
 
 EVAL_SLOW = "def add_all(xs):\n    total = 0\n    for x in xs:\n        total = total + x\n    return total\n"
 EVAL_FAST = "def add_all(xs):\n    return sum(xs)\n"

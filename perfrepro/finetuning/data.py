@@ -31,8 +31,8 @@ from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
 from perfrepro.datasets.base import DatasetError, Row, read_source
-from perfrepro.finetuning.leakage import EvalProgram, LeakageIndex
-from perfrepro.records import SftRecord
+from perfrepro.finetuning.leakage import LeakageIndex
+from perfrepro.records import EvalProgram, SftRecord
 
 LABEL = "PIE training pairs"
 DATA_CHOICES = ("pie", "pie+self_play")

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from dataclasses import dataclass
 from typing import Iterable, Sequence
+
+from perfrepro.records import EvalProgram
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 SHINGLE = 5
@@ -30,13 +31,6 @@ def shingles(code: str, size: int = SHINGLE) -> frozenset[str]:
     if len(tokens) < size:
         return frozenset([" ".join(tokens)]) if tokens else frozenset()
     return frozenset(" ".join(tokens[i:i + size]) for i in range(len(tokens) - size + 1))
-
-
-@dataclass(frozen=True)
-class EvalProgram:
-    task_id: str
-    role: str  # "slow" | "reference"
-    code: str
 
 
 class LeakageIndex:

@@ -24,12 +24,12 @@ from typing import Any, Callable, ContextManager, Mapping, Sequence
 
 from perfrepro.config import LLMConfig, SelfPlayConfig, TimingConfig
 from perfrepro.dispatch import Executor, TaskFailure
-from perfrepro.finetuning.leakage import EvalProgram, LeakageIndex
+from perfrepro.finetuning.leakage import LeakageIndex
 from perfrepro.generation.client import ChatBackend, ChatRequest
 from perfrepro.generation.generate import to_completion
 from perfrepro.optimization.optimize import build_requests
 from perfrepro.optimization.programs import program_source
-from perfrepro.records import CorpusPair, OptTask, SftRecord
+from perfrepro.records import CorpusPair, EvalProgram, OptTask, SftRecord
 from perfrepro.selfplay.filters import first_of_each_class, trivial_reason
 from perfrepro.selfplay.probe import ProbeError, output_signature, probe_limits, run_probe_item
 from perfrepro.selfplay.prompts import ENTRY_POINT, Proposal, parse_proposal, proposer_messages

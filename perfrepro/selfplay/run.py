@@ -29,10 +29,9 @@ from typing import Any, Callable, ContextManager, Mapping, Sequence
 
 from perfrepro.config import LLMConfig, SelfPlayConfig
 from perfrepro.dispatch import Executor, LocalExecutor
-from perfrepro.finetuning.leakage import EvalProgram
 from perfrepro.generation.cache import ResponseCache
 from perfrepro.generation.client import ChatBackend
-from perfrepro.records import CorpusPair, OptTask, SftRecord
+from perfrepro.records import CorpusPair, EvalProgram, OptTask, SftRecord
 from perfrepro.selfplay.funnel import (STEPS, Candidate, Funnel, SelfPlayPair, drop_copies, drop_duplicates, keep,
                                        measure, optimize, propose, run_proposals)
 from perfrepro.selfplay.work import SOURCE, RunCache, environment
