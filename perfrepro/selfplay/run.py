@@ -23,6 +23,7 @@ by the LLM cache: a rerun sends no request and runs nothing again.
 
 from __future__ import annotations
 
+import contextlib
 import random
 from dataclasses import dataclass, field
 from typing import Any, Callable, ContextManager, Mapping, Sequence
