@@ -15,7 +15,7 @@ import time
 
 from perfrepro.config import load_params
 from perfrepro.metrics.optimization import summarize, task_outcomes
-from perfrepro.optimization.measure import correctness_limits, measure_tasks
+from perfrepro.optimization.level_timing import correctness_limits, measure_tasks
 from perfrepro.optimization.tasks import PieTaskDir
 from perfrepro.records import Completion
 from perfrepro.timing.base import make_backend

@@ -52,11 +52,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 from perfrepro.config import ExecutorConfig, TimingConfig  # noqa: E402
 from perfrepro.datasets.enamel import load_opt_tasks  # noqa: E402
-from perfrepro.executors import LocalExecutor, make_executor  # noqa: E402
+from perfrepro.dispatch import LocalExecutor, make_executor  # noqa: E402
 from perfrepro.io import write_json  # noqa: E402
 from perfrepro.metrics.enamel import enamel_row, enamel_scores  # noqa: E402
 from perfrepro.optimization.enamel_inputs import ENAMEL_SEED, ENAMEL_TESTS_PER_LEVEL  # noqa: E402
-from perfrepro.optimization.enamel_protocol import EnamelSettings, measure_enamel_tasks, read_sample_set  # noqa: E402
+from perfrepro.optimization.enamel_driver import EnamelSettings  # noqa: E402
+from perfrepro.optimization.enamel_protocol import measure_enamel_tasks, read_sample_set  # noqa: E402
 from perfrepro.optimization.inputs import TaskInputs  # noqa: E402
 from perfrepro.optimization.programs import build_level_programs  # noqa: E402
 from perfrepro.optimization.tasks import PieTaskDir, write_pie_tasks  # noqa: E402

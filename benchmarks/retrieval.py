@@ -107,7 +107,7 @@ def bench_query(embeddings: EmbeddingSet, index_path: Path, k: int, repeats: int
 
 def bench_encoder(embeddings: EmbeddingSet, train_path: Path, params_path: Path, pairs: int | None) -> None:
     """Seconds to fine-tune encoder_mnrl with params.yaml's settings (first `pairs` train pairs)."""
-    from perfrepro.embeddings.finetune import encoder_training_data, train_encoder
+    from perfrepro.embeddings.encoder_training import encoder_training_data, train_encoder
     from perfrepro.records import CorpusPair, read_jsonl
 
     params = load_params(params_path)

@@ -30,11 +30,11 @@ from tabulate import tabulate
 ROOT = Path(__file__).resolve().parents[1]
 
 from perfrepro.config import ExecutorConfig, TimingConfig  # noqa: E402
-from perfrepro.executors import LocalExecutor, make_executor  # noqa: E402
+from perfrepro.dispatch import LocalExecutor, make_executor  # noqa: E402
 from perfrepro.io import write_json  # noqa: E402
 from perfrepro.records import Task, read_jsonl, write_jsonl  # noqa: E402
 from perfrepro.timing.base import make_backend  # noqa: E402
-from perfrepro.timing.measure import as_raw_row, measure_tasks  # noqa: E402
+from perfrepro.timing.completions import as_raw_row, measure_tasks  # noqa: E402
 
 SUITES = {"EffiBench": (1000, lambda s: 1 + s), "ENAMEL": (142, lambda s: 3 * (2 + s)), "PIE": (978, lambda s: 3 * (2 + s))}
 WORKER_COUNTS = (1, 16, 128, 1024)

@@ -135,6 +135,31 @@ class Program:
 Record = TypeVar("Record")
 
 
+@dataclass(frozen=True)
+class SftRecord:
+    """One supervised fine-tuning record, template-free: the templates render it (templates.py)."""
+
+    id: str
+    problem_id: str
+    source: str
+    split: str  # "train" | "val"
+    slow: str  # truncated to max_code_chars
+    fast: str
+    score: int  # 1..10, the target's performance score
+    score_basis: str  # "problem" | "dataset" | "released"
+    truncated: bool  # slow or fast was cut at max_code_chars
+
+
+@dataclass(frozen=True)
+class EvalProgram:
+    """A program training data must not copy: an evaluation task's slow or reference program (or,
+    for self-play, a training program)."""
+
+    task_id: str
+    role: str  # "slow" | "reference"
+    code: str
+
+
 class RecordError(ValueError):
     """A JSONL line that does not map to its record; the message names file, line and field."""
 

@@ -23,12 +23,12 @@ from pathlib import Path
 
 from perfrepro.config import ConfigError, load_params
 from perfrepro.execution import sandbox
-from perfrepro.executors import ExecutorError, make_executor
+from perfrepro.dispatch import ExecutorError, make_executor
 from perfrepro.io import atomic_outputs, write_json
 from perfrepro.logs import setup_logging
 from perfrepro.records import Completion, RecordError, Task, read_jsonl, write_jsonl
 from perfrepro.timing.base import make_backend
-from perfrepro.timing.measure import as_raw_row, measure_tasks
+from perfrepro.timing.completions import as_raw_row, measure_tasks
 
 REFERENCE_SOURCE = "leetcodedataset-response"  # where the reference code came from (as perfrepro.report labels it)
 

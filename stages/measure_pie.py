@@ -20,10 +20,10 @@ from pathlib import Path
 
 from perfrepro.config import ConfigError, load_params
 from perfrepro.execution import sandbox
-from perfrepro.executors import ExecutorError, make_executor
+from perfrepro.dispatch import ExecutorError, make_executor
 from perfrepro.io import atomic_outputs, write_json
 from perfrepro.logs import setup_logging
-from perfrepro.optimization.measure import check_task_dir_protocol, make_protocol
+from perfrepro.optimization.level_timing import check_task_dir_protocol, make_protocol
 from perfrepro.optimization.tasks import PieTaskDir
 from perfrepro.records import Completion, RecordError, read_jsonl, write_jsonl
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from perfrepro.config import ConfigError, load_params
 from perfrepro.datasets.split import select_subset
-from perfrepro.executors import ExecutorError, make_executor
+from perfrepro.dispatch import ExecutorError, make_executor
 from perfrepro.io import atomic_outputs
 from perfrepro.generation.samples import select_tasks
 from perfrepro.logs import setup_logging

@@ -23,9 +23,9 @@ from perfrepro.finetuning.data import (
     FinetuneDataError,
     build_training_data,
     check_data_choice,
-    eval_programs_from_tasks,
     load_training_pairs,
 )
+from perfrepro.finetuning.leakage import eval_programs_from_tasks
 from perfrepro.io import atomic_outputs, write_json
 from perfrepro.logs import setup_logging
 from perfrepro.records import OptTask, RecordError, read_jsonl, write_jsonl

@@ -7,8 +7,8 @@ the slow program; one row per model besides, each against the slow program of it
 under `--rows` (base model, plain and conditioned prompt; fine-tuned model) and each model of
 `samples.models` under `--samples-rows` (@1 the mean over its samples.samples_per_task samples;
 Best@k, eff@k for k = samples.k), with their paired comparison. optimization_tasks.json: each row's
-per-task speedups (`perfrepro table` pairs rows across experiments with them). Under `pie.protocol: enamel`
-(params pie.protocol, pie.enamel): ENAMEL's eff@k and pass@k instead.
+per-task speedups (`perfrepro table` pairs rows across experiments with them). Under `pie.protocol:
+enamel` (params pie.protocol, pie.enamel): ENAMEL's eff@k and pass@k instead, and no per-task file.
 """
 
 from __future__ import annotations
@@ -20,17 +20,15 @@ from pathlib import Path
 
 from perfrepro.config import ConfigError, load_params
 from perfrepro.environment import fingerprint
+from perfrepro.generation.samples import configured_source
 from perfrepro.io import atomic_outputs, write_json, write_text
 from perfrepro.logs import setup_logging
-from perfrepro.metrics.optimization import (optimization_metrics, read_model_runs, run_rows, samples_run_rows,
-                                          summarize, task_outcomes)
-from perfrepro.generation.samples import configured_source
-from perfrepro.report import (enamel_report, optimization_markdown, optimization_table, per_task_speedups,
-                              pie_generated_source)
+from perfrepro.metrics.optimization import read_model_runs, run_rows, samples_run_rows
 from perfrepro.records import Measurement, RecordError, read_jsonl
+from perfrepro.report.enamel import enamel_pie_report
+from perfrepro.report.optimization import MODEL_ROLES, pie_report
 
 log = logging.getLogger("report_pie")
-MODEL_ROLES = ("base_plain", "base_conditioned", "finetuned")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -59,32 +57,22 @@ def main(argv=None) -> int:
     except (ConfigError, RecordError, FileNotFoundError) as exc:
         log.error("%s", exc)
         return 1
-    if params.pie.protocol == "enamel":  # ENAMEL's eff@k and pass@k (perfrepro.metrics.enamel)
-        enamel = params.pie.enamel
-        header = f"Model `{params.llm.model}` (llm.backend {params.llm.backend}); samples {params.pie.samples}."
+    llm, pie = params.llm, params.pie
+    if pie.protocol == "enamel":  # ENAMEL's eff@k and pass@k (perfrepro.metrics.enamel)
         runs = read_model_runs(args.rows, MODEL_ROLES) + (
             read_model_runs(args.samples_rows, params.samples.models) if params.samples else [])
-        metrics, text = enamel_report(measurements, runs, enamel.level_weights, enamel.timeout_factor,
-                                      params.pie.samples, params.llm.model, header)
-        with atomic_outputs(args.metrics, args.table) as (metrics_out, table_out):
-            write_json(metrics_out, {**metrics, "run_info": fingerprint()})
-            write_text(table_out, text)
-        print(text.split("## Per task")[0], file=sys.stderr)
-        return 0
-    outcomes, excluded = task_outcomes(measurements, params.pie.samples)
-    rows = summarize(outcomes, params.pie.samples)
-    rows = rows[:-2] + extra + sampled + rows[-2:]  # the other rows above the reference and the slow program
-    llm = params.llm
-    model = pie_generated_source(llm.model, llm.backend, configured_source(params.samples))
-    heading = (f"Model `{model}` (llm.backend {llm.backend}); timing backend `{params.timing.backend}`; "
-               f"{len(outcomes)} tasks, samples {params.pie.samples}.")
-    markdown = optimization_markdown(rows, model, heading, outcomes, excluded, [r for r in sampled if r.k == 1])
+        report = enamel_pie_report(measurements, runs, pie.enamel, pie.samples, llm.model, llm.backend)
+    else:
+        report = pie_report(measurements, pie.samples, llm.model, llm.backend, configured_source(params.samples),
+                            params.timing.backend, extra, sampled)
     with atomic_outputs(args.metrics, args.table, args.per_task) as (metrics_out, table_out, per_task_out):
-        write_json(metrics_out, {**optimization_metrics(rows, len(excluded)), "run_info": fingerprint()})
-        write_text(table_out, markdown)
-        write_json(per_task_out, per_task_speedups(rows, model))
-    log.info("%s, %s: %d tasks", args.metrics, args.table, len(outcomes))
-    print(optimization_table(rows, model), file=sys.stderr)
+        write_json(metrics_out, {**report.metrics, "run_info": fingerprint()})
+        write_text(table_out, report.markdown)
+        if report.per_task is not None:  # an output not written is left as it was
+            write_json(per_task_out, report.per_task)
+    if report.tasks is not None:  # ENAMEL's page says its task count itself
+        log.info("%s, %s: %d tasks", args.metrics, args.table, report.tasks)
+    print(report.table, file=sys.stderr)
     return 0
 
 

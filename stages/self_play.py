@@ -33,8 +33,8 @@ from perfrepro.config import ConfigError, load_params
 from perfrepro.datasets.base import DatasetError
 from perfrepro.datasets.pie import load_pairs
 from perfrepro.execution import sandbox
-from perfrepro.executors import ExecutorError, make_executor
-from perfrepro.finetuning.data import EvalProgram, SftRecord, eval_programs_from_tasks
+from perfrepro.dispatch import ExecutorError, make_executor
+from perfrepro.finetuning.leakage import eval_programs_from_tasks
 from perfrepro.generation.backends import BackendError, check_backend, open_backend, preflight_backend
 from perfrepro.generation.cache import ResponseCache, resolve_cache_dir
 from perfrepro.generation.local_server import LocalServerError
@@ -42,7 +42,7 @@ from perfrepro.generation.runinfo import start_model_stage
 from perfrepro.io import atomic_outputs, write_json
 from perfrepro.optimization.optimize import retrieve_pie_examples
 from perfrepro.optimization.prompts import load_conditioned_template
-from perfrepro.records import OptTask, RecordError, read_jsonl, write_jsonl
+from perfrepro.records import EvalProgram, OptTask, RecordError, SftRecord, read_jsonl, write_jsonl
 from perfrepro.selfplay.run import STEPS, failure_message, open_with, run_self_play, select_seeds
 
 log = logging.getLogger("self_play")

@@ -22,7 +22,7 @@ import torch
 from perfrepro.config import load_params
 from perfrepro.embeddings.cache import EmbeddingSet
 from perfrepro.embeddings.encoder import encode_texts, load_encoder
-from perfrepro.embeddings.finetune import encoder_training_data, train_encoder
+from perfrepro.embeddings.encoder_training import encoder_training_data, train_encoder
 from perfrepro.index.chroma import ChromaIndex
 from perfrepro.io import write_json
 from perfrepro.records import CorpusPair, read_jsonl

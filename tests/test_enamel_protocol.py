@@ -18,14 +18,8 @@ from perfrepro.optimization.enamel_inputs import (
     rand_primality,
     task_index,
 )
-from perfrepro.optimization.enamel_protocol import (
-    Candidate,
-    EnamelSettings,
-    CaseRun,
-    level_measurements,
-    measure_enamel_task,
-    task_timeout_ms,
-)
+from perfrepro.optimization.enamel_driver import CaseRun, EnamelSettings
+from perfrepro.optimization.enamel_protocol import Candidate, level_measurements, measure_enamel_task, task_timeout_ms
 from perfrepro.records import Measurement, OptTask
 
 from test_optimization_inputs import balanced

@@ -9,7 +9,6 @@ import pytest
 
 from perfrepro.datasets.base import Row
 from perfrepro.finetuning.data import (
-    EvalProgram,
     FinetuneDataError,
     TrainingPair,
     build_training_data,
@@ -21,6 +20,7 @@ from perfrepro.finetuning.data import (
 )
 from perfrepro.finetuning.templates import chat_jsonl_line, training_messages
 from perfrepro.optimization.prompts import load_conditioned_template
+from perfrepro.records import EvalProgram
 
 EVAL_SLOW = "def add_all(xs):\n    total = 0\n    for x in xs:\n        total = total + x\n    return total\n"
 EVAL_FAST = "def add_all(xs):\n    return sum(xs)\n"

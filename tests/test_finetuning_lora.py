@@ -11,9 +11,8 @@ import pytest
 import yaml
 
 from perfrepro.finetuning import lora
-from perfrepro.finetuning.data import SftRecord
 from perfrepro.finetuning.templates import training_messages
-from perfrepro.records import write_jsonl
+from perfrepro.records import SftRecord, write_jsonl
 
 pytestmark = pytest.mark.slow  # make test-fast leaves this module out
 

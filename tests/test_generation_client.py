@@ -5,13 +5,16 @@ circuit breaker (connection failures: a closed loopback port, or a server that h
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import pytest
 from fake_openai_server import FakeOpenAI, Reply, chat_completion, refused_url
 
 from perfrepro.generation.cache import CACHE_ENV_VAR, ResponseCache, resolve_cache_dir
-from perfrepro.generation.client import BackendError, ChatClient, ChatRequest, EndpointError, scrub_secret
+from perfrepro.generation.client import ChatClient, ChatRequest
+from perfrepro.generation.endpoint import (BackendError, CircuitBreaker, EndpointChecks, EndpointError, RetryPolicy,
+                                           scrub_secret)
 
 SECRET = "sk-test-DO-NOT-LEAK-0123456789abcdef"
 
@@ -24,11 +27,13 @@ def requests(n: int) -> list[ChatRequest]:
     ]
 
 
-def client(server: FakeOpenAI, cache_dir: Path | None = None, **overrides) -> ChatClient:
+def client(server: FakeOpenAI, cache_dir: Path | None = None, max_retries: int = 2, backoff_base_s: float = 0.01,
+           backoff_max_s: float = 0.05, circuit_breaker: int = 4, **overrides) -> ChatClient:
     options = dict(model="fake-model", base_url=server.base_url, api_key=SECRET, temperature=0.0,
-                   max_tokens=32, seed=1, concurrency=1, timeout_s=5.0, max_retries=2,
-                   cache=ResponseCache(cache_dir) if cache_dir else None,
-                   backoff_base_s=0.01, backoff_max_s=0.05, progress=False)
+                   max_tokens=32, seed=1, concurrency=1, timeout_s=5.0,
+                   cache=ResponseCache(cache_dir) if cache_dir else None, progress=False,
+                   retry=RetryPolicy(max_retries, backoff_base_s, backoff_max_s),
+                   checks=EndpointChecks(circuit_breaker=circuit_breaker))
     options.update(overrides)
     return ChatClient(**options)
 
@@ -63,7 +68,7 @@ def test_a_timeout_is_retried(tmp_path):
 
 def test_connection_refused_is_a_failed_result_not_an_exception(tmp_path):
     with refused_url() as base_url:
-        c = ChatClient(model="m", base_url=base_url, api_key=SECRET, max_retries=1, backoff_base_s=0.01,
+        c = ChatClient(model="m", base_url=base_url, api_key=SECRET, retry=RetryPolicy(1, backoff_base_s=0.01),
                        timeout_s=2.0, cache=ResponseCache(tmp_path), progress=False)
         result = c.complete(requests(1)[0])
     assert not result.ok and "connection error" in result.error and result.attempts == 2
@@ -172,7 +177,7 @@ def test_scrub_secret_masks_keys_and_bearer_tokens():
 
 def test_preflight_on_a_closed_port_raises_naming_the_url_and_sends_nothing(tmp_path):
     with refused_url() as url:
-        c = ChatClient(model="m", base_url=url, api_key=SECRET, max_retries=3, cache=ResponseCache(tmp_path),
+        c = ChatClient(model="m", base_url=url, api_key=SECRET, retry=RetryPolicy(3), cache=ResponseCache(tmp_path),
                        progress=False, config_key="llm")
         with pytest.raises(EndpointError) as info:
             c.complete_many(requests(5))
@@ -280,3 +285,35 @@ def test_a_connection_error_names_the_url(tmp_path):
     with FakeOpenAI(lambda n, body: Reply(drop=True)) as server:
         result = client(server, tmp_path, max_retries=0).complete(requests(1)[0])
     assert not result.ok and f"connection error to {server.base_url}" in result.error
+
+
+# -- the retry policy and the circuit breaker on their own -------------------------------------
+
+
+def test_retry_delay_doubles_with_equal_jitter_and_honours_a_longer_retry_after():
+    policy = RetryPolicy(max_retries=5, backoff_base_s=1.0, backoff_max_s=6.0)
+    rng = random.Random(0)
+    for attempt, ceiling in ((1, 1.0), (2, 2.0), (3, 4.0), (4, 6.0), (5, 6.0)):  # capped at backoff_max_s
+        assert ceiling / 2 <= policy.delay(attempt, None, rng) <= ceiling
+    assert policy.delay(1, 5.0, rng) == 5.0  # the server's Retry-After is longer than the backoff
+    assert policy.delay(1, 60.0, rng) == 6.0  # ... but never beyond backoff_max_s
+    with pytest.raises(ValueError, match="max_retries: expected >= 0, got -1"):
+        RetryPolicy(max_retries=-1)
+
+
+def test_circuit_breaker_trips_on_consecutive_failures_only():
+    breaker = CircuitBreaker(2, "http://127.0.0.1:9/v1", "check llm.base_url")
+    breaker.record(True, "refused")
+    breaker.record(False)  # an HTTP answer in between: the count starts again
+    breaker.record(True, "refused")
+    assert breaker.tripped is None and not breaker.stop.is_set()
+    with pytest.raises(EndpointError, match="stopped after 2 consecutive connection failures to http://127.0.0.1:9/v1"):
+        breaker.record(True, "reset")
+    assert breaker.stop.is_set()
+    with pytest.raises(EndpointError) as again:  # once tripped, every later failure raises the same error
+        breaker.record(True, "refused")
+    assert again.value is breaker.tripped
+    never = CircuitBreaker(0, "u", "c")
+    for _ in range(10):
+        never.record(True)
+    assert never.tripped is None

@@ -11,7 +11,7 @@ import pytest
 from perfrepro.config import TimingConfig
 from perfrepro.metrics.optimization import summarize, task_outcomes
 from perfrepro.optimization.inputs import generate_task_inputs
-from perfrepro.optimization.measure import correctness_limits, measure_tasks
+from perfrepro.optimization.level_timing import correctness_limits, measure_tasks
 from perfrepro.records import Completion
 from perfrepro.timing.base import make_backend
 

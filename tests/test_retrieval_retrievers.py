@@ -160,7 +160,7 @@ def test_fine_tuned_encoder_is_deterministic_and_learns(tmp_path):
     import torch
 
     from perfrepro.embeddings.encoder import encode_texts, load_encoder
-    from perfrepro.embeddings.finetune import encoder_training_data, train_encoder
+    from perfrepro.embeddings.encoder_training import encoder_training_data, train_encoder
 
     torch.set_num_threads(1)
     problems = ["Climb stairs count ways.", "Two numbers adding to target.", "Reverse the string.", "Fibonacci number n."]

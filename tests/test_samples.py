@@ -320,7 +320,7 @@ def test_report_per_task_file_holds_the_at_1_rows_but_the_slow_one():
 def test_a_samples_file_measured_in_the_sandbox_gives_its_row(tmp_path):
     from perfrepro.config import TimingConfig
     from perfrepro.optimization.inputs import generate_task_inputs
-    from perfrepro.optimization.measure import correctness_limits, measure_tasks
+    from perfrepro.optimization.level_timing import correctness_limits, measure_tasks
     from perfrepro.timing.base import make_backend
 
     path = write_lines(tmp_path / "m.jsonl", {"task_id": "Toy/1", "completion": TOTAL_BODY},

@@ -24,11 +24,11 @@ import yaml
 from fake_openai_server import FakeOpenAI, Reply, chat_completion
 
 from perfrepro.config import LLMConfig, SelfPlayConfig
-from perfrepro.executors import LocalExecutor
-from perfrepro.finetuning.data import EvalProgram, SftRecord, finetune_records, self_play_records
+from perfrepro.dispatch import LocalExecutor
+from perfrepro.finetuning.data import finetune_records, self_play_records
 from perfrepro.generation.backends import RecordedBackend
 from perfrepro.generation.cache import ResponseCache
-from perfrepro.records import OptTask, write_jsonl
+from perfrepro.records import EvalProgram, OptTask, SftRecord, write_jsonl
 from perfrepro.selfplay.filters import diff_only_import_comment, first_of_each_class, trivial_reason
 from perfrepro.selfplay.probe import canonical, output_signature
 from perfrepro.selfplay.prompts import parse_proposal

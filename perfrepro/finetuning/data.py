@@ -26,18 +26,17 @@ import hashlib
 import math
 import os
 import random
-import re
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
 from perfrepro.datasets.base import DatasetError, Row, read_source
+from perfrepro.finetuning.leakage import LeakageIndex
+from perfrepro.records import EvalProgram, SftRecord
 
 LABEL = "PIE training pairs"
 DATA_CHOICES = ("pie", "pie+self_play")
 SCORE_BASES = ("problem", "dataset", "released")
-_TOKEN = re.compile(r"\w+|[^\w\s]")
-SHINGLE = 5
 
 
 class FinetuneDataError(ValueError):
@@ -56,21 +55,6 @@ class TrainingPair:
     slow_runtime: float | None
     fast_runtime: float | None
     released_score: int | None = None
-
-
-@dataclass(frozen=True)
-class SftRecord:
-    """One supervised fine-tuning record, template-free: the templates render it (templates.py)."""
-
-    id: str
-    problem_id: str
-    source: str
-    split: str  # "train" | "val"
-    slow: str  # truncated to max_code_chars
-    fast: str
-    score: int  # 1..10, the target's performance score
-    score_basis: str  # "problem" | "dataset" | "released"
-    truncated: bool  # slow or fast was cut at max_code_chars
 
 
 def check_data_choice(data: str) -> None:
@@ -168,68 +152,7 @@ def performance_scores(pairs: Sequence[TrainingPair]) -> dict[str, tuple[int, st
     return scores
 
 
-# -- leakage ----------------------------------------------------------------------------------
-
-def normalize_code(code: str) -> str:
-    """Code without comments, blank lines and trailing spaces, for exact-duplicate checks."""
-    lines = []
-    for line in code.splitlines():
-        line = re.sub(r"#.*$", "", line).rstrip()
-        if line.strip():
-            lines.append(line)
-    return "\n".join(lines)
-
-
-def shingles(code: str, size: int = SHINGLE) -> frozenset[str]:
-    """Token `size`-grams of the normalized code (the whole token list when it is shorter)."""
-    tokens = _TOKEN.findall(normalize_code(code))
-    if len(tokens) < size:
-        return frozenset([" ".join(tokens)]) if tokens else frozenset()
-    return frozenset(" ".join(tokens[i:i + size]) for i in range(len(tokens) - size + 1))
-
-
-@dataclass(frozen=True)
-class EvalProgram:
-    task_id: str
-    role: str  # "slow" | "reference"
-    code: str
-
-
-class LeakageIndex:
-    """The evaluation programs' shingles, with an inverted index to find candidates fast."""
-
-    def __init__(self, programs: Sequence[EvalProgram], threshold: float):
-        self.programs = list(programs)
-        self.threshold = threshold
-        self.task_ids = {p.task_id for p in programs}
-        self.sets = [shingles(p.code) for p in self.programs]
-        self.exact = {normalize_code(p.code): i for i, p in enumerate(self.programs)}
-        self.postings: dict[str, list[int]] = defaultdict(list)
-        for i, grams in enumerate(self.sets):
-            for gram in grams:
-                self.postings[gram].append(i)
-
-    def match(self, problem_id: str, code: str) -> tuple[str, str, float] | None:
-        """(task id, role, similarity) of the evaluation program `code` leaks, or None."""
-        if problem_id in self.task_ids:
-            return problem_id, "problem_id", 1.0
-        exact = self.exact.get(normalize_code(code))
-        if exact is not None:
-            return self.programs[exact].task_id, self.programs[exact].role, 1.0
-        grams = shingles(code)
-        if not grams:
-            return None
-        shared: dict[int, int] = defaultdict(int)
-        for gram in grams:
-            for i in self.postings.get(gram, ()):
-                shared[i] += 1
-        best = None
-        for i, common in shared.items():
-            jaccard = common / (len(grams) + len(self.sets[i]) - common)
-            if jaccard >= self.threshold and (best is None or jaccard > best[2]):
-                best = (self.programs[i].task_id, self.programs[i].role, round(jaccard, 4))
-        return best
-
+# -- leakage ---------------------------------------------------------------------------------
 
 def leaked_problems(pairs: Sequence[TrainingPair], index: LeakageIndex) -> dict[str, dict]:
     """problem id -> the first match found for it (pair id, side, task id, role, similarity)."""
@@ -338,16 +261,6 @@ def build_training_data(
         "val_fraction": val_fraction,
     }
     return TrainingData(records["train"], records["val"], summary)
-
-
-def eval_programs_from_tasks(tasks: Iterable) -> list[EvalProgram]:
-    """The slow and reference programs of OptTask records (data/prepared/opt_tasks.jsonl)."""
-    programs = []
-    for task in tasks:
-        programs.append(EvalProgram(task.id, "slow", task.slow_program))
-        if getattr(task, "reference_program", None):
-            programs.append(EvalProgram(task.id, "reference", task.reference_program))
-    return programs
 
 
 def records_by_id(records: Iterable[SftRecord]) -> Mapping[str, SftRecord]:

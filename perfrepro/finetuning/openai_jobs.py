@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from perfrepro.generation.client import scrub_secret
+from perfrepro.generation.endpoint import retry_after, scrub_secret
 from perfrepro.io import read_json, write_json
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ class FineTuningClient:
         except openai.APIStatusError as exc:
             message = f"{what}: HTTP {exc.status_code} ({self._scrub(exc)})"
             if exc.status_code in (408, 409, 429) or exc.status_code >= 500:
-                raise _Transient(message, _retry_after(exc)) from None
+                raise _Transient(message, retry_after(exc)) from None
             raise OpenAIJobError(message) from None
 
     def _scrub(self, exc: BaseException) -> str:
@@ -118,14 +118,6 @@ class FineTuningClient:
     def events(self, job_id: str) -> list[dict]:
         page = self._call(f"events of job {job_id}", lambda: self._openai.fine_tuning.jobs.list_events(job_id, limit=100))
         return [_as_dict(e) for e in page.data]
-
-
-def _retry_after(exc: Any) -> float | None:
-    try:
-        value = exc.response.headers.get("retry-after")
-        return float(value) if value is not None else None
-    except (AttributeError, TypeError, ValueError):
-        return None
 
 
 def _with_retries(what: Callable[[], Any], max_retries: int, sleep: Callable[[float], None], base_s: float) -> Any:

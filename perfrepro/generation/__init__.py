@@ -4,8 +4,10 @@ Public API (import from the submodules):
 
 - ``client``: ``ChatRequest(id, messages)``, ``ChatResult`` (text | error, tokens, latency_s, cached,
   attempts, prompt_hash, cache_key), ``ChatClient(model=, base_url=, api_key=, endpoint=, temperature=,
-  max_tokens=, seed=, concurrency=, timeout_s=, max_retries=, cache=)`` with ``.complete(request)`` and
+  max_tokens=, seed=, concurrency=, timeout_s=, cache=, retry=, checks=)`` with ``.complete(request)`` and
   ``.complete_many(requests, desc=)``; the ``ChatBackend`` protocol (``model_label``, ``complete_many``).
+- ``endpoint``: ``RetryPolicy(max_retries, backoff_base_s, backoff_max_s)``, ``EndpointChecks(preflight,
+  preflight_timeout_s, circuit_breaker)``, the ``CircuitBreaker``, ``BackendError`` / ``EndpointError``.
 - ``cache``: ``ResponseCache(directory)`` / ``ResponseCache.from_config(llm.cache_dir)``
   (``$PERFREPRO_LLM_CACHE`` overrides the location).
 - ``backends``: ``open_backend(llm_config, shots=, recorded_responses=, samples=, cache=)`` context manager,

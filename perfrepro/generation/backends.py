@@ -20,14 +20,8 @@ from typing import Callable, Iterator, Mapping, Sequence
 
 from perfrepro.config import LLMConfig
 from perfrepro.generation.cache import ResponseCache
-from perfrepro.generation.client import (  # BackendError lives with the client, which raises EndpointError(BackendError)
-    BackendError,
-    ChatBackend,
-    ChatClient,
-    ChatRequest,
-    ChatResult,
-    prompt_hash,
-)
+from perfrepro.generation.client import ChatBackend, ChatClient, ChatRequest, ChatResult, prompt_hash
+from perfrepro.generation.endpoint import BackendError, RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +67,7 @@ def _client(llm: LLMConfig, *, base_url: str | None, endpoint: str | None, api_k
     return ChatClient(
         model=llm.model, base_url=base_url, api_key=api_key, endpoint=endpoint,
         temperature=llm.temperature, max_tokens=llm.max_tokens, seed=llm.seed,
-        concurrency=llm.concurrency, timeout_s=llm.timeout_s, max_retries=llm.max_retries,
+        concurrency=llm.concurrency, timeout_s=llm.timeout_s, retry=RetryPolicy(max_retries=llm.max_retries),
         cache=cache, config_key=key, **overrides,
     )
 

@@ -29,7 +29,8 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from perfrepro.config import SamplesConfig
 from perfrepro.datasets.base import DatasetError, Row, read_rows
-from perfrepro.generation.client import BackendError, ChatRequest, ChatResult, prompt_hash
+from perfrepro.generation.client import ChatRequest, ChatResult, prompt_hash
+from perfrepro.generation.endpoint import BackendError
 from perfrepro.records import Completion, OptTask, Task
 
 SUFFIXES = (".jsonl", ".jsonl.gz")

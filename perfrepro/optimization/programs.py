@@ -5,7 +5,7 @@ tests and raises AssertionError when ENAMEL's ``__check(input, answer, output)``
 - timed: one per (task, level, role, sample) (`build_level_programs`), on the level's generated inputs;
 - correctness: one per generated candidate (`build_correctness_program`), on level 0 (ENAMEL's
   correctness-only level) and every HumanEval+ input; run once, untimed, before any timing
-  (see perfrepro.optimization.measure), so the timed programs carry only their own level.
+  (see perfrepro.optimization.level_timing), so the timed programs carry only their own level.
 
 A module embeds its tests (pickled, zlib-compressed, base64) because the sandbox runs it as another
 user in a fresh directory mounted on /tmp, where no path of ours is guaranteed to be visible. Its

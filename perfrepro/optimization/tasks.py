@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from perfrepro.io import read_json, write_json
-from perfrepro.executors import Executor, LocalExecutor, TaskFailure
+from perfrepro.dispatch import Executor, LocalExecutor, TaskFailure
 from perfrepro.optimization.inputs import TaskInputs, generate_inputs_remote, select_plus_inputs
 from perfrepro.records import OptTask, read_jsonl, write_jsonl
 

@@ -1,6 +1,6 @@
 """One task's backend run wherever an executor puts it, and its results back in the stage.
 
-The stage hands an executor (perfrepro.executors) a picklable function per task; on the worker,
+The stage hands an executor (perfrepro.dispatch) a picklable function per task; on the worker,
 `run_backend` builds the timing backend from its TimingConfig (once per worker process), records
 every raw run the backend reports, stamps each Measurement with the worker's environment
 fingerprint and sends it all back as a `TaskRun`. In the stage, `collect` replays the raw runs
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from perfrepro.config import TimingConfig
-from perfrepro.executors import TaskFailure, worker_name
+from perfrepro.dispatch import TaskFailure, worker_name
 from perfrepro.records import Measurement, Program
 from perfrepro.timing.base import RunCallback, TimingBackend, failed, make_backend
 from perfrepro.timing.fingerprint import LOAD_SENSITIVE, check_uniform, environment_fingerprint, workers_sharing_a_machine

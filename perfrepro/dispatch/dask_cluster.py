@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterable
 from tqdm import tqdm
 
 from perfrepro.config import ExecutorConfig, SlurmConfig
-from perfrepro.executors.base import ExecutorError, ProgressTally, Tally, TaskFailure, failure_reason, physical_cores
+from perfrepro.dispatch.base import ExecutorError, ProgressTally, Tally, TaskFailure, failure_reason, physical_cores
 
 log = logging.getLogger(__name__)
 

@@ -22,12 +22,12 @@ import pytest
 import yaml
 
 from perfrepro.config import ExecutorConfig, SlurmConfig, TimingConfig
-from perfrepro.executors import ExecutorError, LocalExecutor, TaskFailure, make_executor
-from perfrepro.executors.dask_cluster import job_script
+from perfrepro.dispatch import ExecutorError, LocalExecutor, TaskFailure, make_executor
+from perfrepro.dispatch.dask_cluster import job_script
 from perfrepro.records import Completion, Measurement, Program, Task, read_jsonl, write_jsonl
 from perfrepro.timing.base import make_backend
 from perfrepro.timing.fingerprint import check_uniform
-from perfrepro.timing.measure import as_raw_row, measure_tasks
+from perfrepro.timing.completions import as_raw_row, measure_tasks
 from perfrepro.timing.remote import TaskRun, collect
 
 pytestmark = pytest.mark.slow  # make test-fast leaves this module out

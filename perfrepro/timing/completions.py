@@ -16,7 +16,7 @@ from typing import Any, Iterable, Sequence
 
 from perfrepro.config import TimingConfig
 from perfrepro.execution.harness import build_program, canonical_program
-from perfrepro.executors import Executor, LocalExecutor
+from perfrepro.dispatch import Executor, LocalExecutor
 from perfrepro.records import Completion, Measurement, Program, Task
 from perfrepro.timing.base import TimingBackend, failed
 from perfrepro.timing.remote import TaskRun, check_workers, collect, run_backend

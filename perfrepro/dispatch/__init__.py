@@ -9,7 +9,7 @@ results in item order (see base.Executor). `make_executor` is the one factory, k
 from __future__ import annotations
 
 from perfrepro.config import ExecutorConfig
-from perfrepro.executors.base import (
+from perfrepro.dispatch.base import (
     LOCAL_WORKER,
     Executor,
     ExecutorError,
@@ -27,7 +27,7 @@ def make_executor(config: ExecutorConfig, progress: bool = True):
     """The executor named by `executor.kind`, started (use it in a ``with`` block)."""
     if config.kind == "local":
         return LocalExecutor(config.retries, progress)
-    from perfrepro.executors import dask_cluster
+    from perfrepro.dispatch import dask_cluster
 
     if config.kind == "dask":
         if config.address:

@@ -14,7 +14,7 @@ import functools
 from typing import Callable, Iterable, Sequence
 
 from perfrepro.config import TimingConfig
-from perfrepro.executors import Executor, LocalExecutor
+from perfrepro.dispatch import Executor, LocalExecutor
 from perfrepro.execution.harness import run_program
 from perfrepro.execution.sandbox import Limits
 from perfrepro.optimization.inputs import TaskInputs
