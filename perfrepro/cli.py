@@ -16,7 +16,7 @@ import logging
 import subprocess
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import yaml
 
@@ -57,20 +57,26 @@ def find_dvc() -> str:
     return str(sibling) if sibling.exists() else "dvc"
 
 
+def dvc_json(cmd: list[str], cwd: Path, empty: str) -> Any:
+    """The parsed JSON that the dvc command `cmd` (its program first) prints in `cwd`; `empty`
+    stands for no output at all. A missing dvc, a failed run or output that is not JSON is a CliError."""
+    try:
+        proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    except FileNotFoundError:
+        raise CliError(f"{cmd[0]}: not found (install dvc, or run from the project's virtualenv)") from None
+    if proc.returncode != 0:
+        raise CliError(f"{' '.join(cmd)} exited {proc.returncode}: {proc.stderr.strip()[-2000:]}")
+    try:
+        return json.loads(proc.stdout or empty)
+    except json.JSONDecodeError as exc:
+        raise CliError(f"{' '.join(cmd)}: output is not JSON ({exc})") from None
+
+
 def exp_show(cwd: Path, all_commits: bool = False, dvc: str | None = None) -> list[dict]:
     """Parsed `dvc exp show --json` run in `cwd`."""
     dvc = dvc or find_dvc()
     cmd = [dvc, "exp", "show", "--json", *(["--all-commits"] if all_commits else [])]
-    try:
-        proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
-    except FileNotFoundError:
-        raise CliError(f"{dvc}: not found (install dvc, or run from the project's virtualenv)") from None
-    if proc.returncode != 0:
-        raise CliError(f"{' '.join(cmd)} exited {proc.returncode}: {proc.stderr.strip()[-2000:]}")
-    try:
-        payload = json.loads(proc.stdout or "[]")
-    except json.JSONDecodeError as exc:
-        raise CliError(f"{' '.join(cmd)}: output is not JSON ({exc})") from None
+    payload = dvc_json(cmd, cwd, empty="[]")
     if not isinstance(payload, list):
         raise CliError(f"{' '.join(cmd)}: expected a JSON list, got {type(payload).__name__}")
     return payload
@@ -229,16 +235,7 @@ def dvc_plots_json(cwd: Path, revisions: Sequence[str] = (), dvc: str | None = N
     """Parsed `dvc plots show --json` (or `dvc plots diff REV... --json`) run in `cwd`."""
     dvc = dvc or find_dvc()
     cmd = [dvc, "plots", *(["diff", *revisions] if revisions else ["show"]), "--json"]
-    try:
-        proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
-    except FileNotFoundError:
-        raise CliError(f"{dvc}: not found (install dvc, or run from the project's virtualenv)") from None
-    if proc.returncode != 0:
-        raise CliError(f"{' '.join(cmd)} exited {proc.returncode}: {proc.stderr.strip()[-2000:]}")
-    try:
-        return json.loads(proc.stdout or "{}")
-    except json.JSONDecodeError as exc:
-        raise CliError(f"{' '.join(cmd)}: output is not JSON ({exc})") from None
+    return dvc_json(cmd, cwd, empty="{}")
 
 
 def run_plots(args: argparse.Namespace) -> int:

@@ -185,6 +185,17 @@ def test_cli_reports_a_failing_dvc(capsys, tmp_path):
     assert err.startswith("perfrepro: ") and "exp show --json exited" in err and "DVC repository" in err
 
 
+def test_dvc_json_names_a_missing_program_a_failed_run_and_output_that_is_not_json(tmp_path):
+    assert cli.dvc_json([sys.executable, "-c", "print('{\"a\": 1}')"], tmp_path, empty="{}") == {"a": 1}
+    assert cli.dvc_json([sys.executable, "-c", "pass"], tmp_path, empty="[]") == []  # no output at all
+    with pytest.raises(cli.CliError, match=r"no-such-dvc: not found \(install dvc"):
+        cli.dvc_json([str(tmp_path / "no-such-dvc"), "exp", "show"], tmp_path, empty="[]")
+    with pytest.raises(cli.CliError, match=r"exited 3: broken$"):
+        cli.dvc_json([sys.executable, "-c", "import sys; print('broken', file=sys.stderr); sys.exit(3)"], tmp_path, empty="[]")
+    with pytest.raises(cli.CliError, match="output is not JSON"):
+        cli.dvc_json([sys.executable, "-c", "print('not json')"], tmp_path, empty="[]")
+
+
 def test_cli_from_metrics_reads_the_workspace(tmp_path, capsys, exp_show):
     workspace = experiments_from_exp_show(exp_show)[0]
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(dict(workspace.params)))

@@ -9,6 +9,7 @@ from perfrepro.generation.prompts import (
     generation_messages,
     load_template,
     negative_messages,
+    package_template,
     render,
     system_message,
 )
@@ -66,6 +67,17 @@ def test_templates_are_files_in_the_package():
     for name in ("system", "generate_instructions", "generate_user", "generate_examples", "generate_example",
                  "generate_tests", "negatives_user"):
         assert (folder / f"{name}.txt").read_text() == load_template(name)
+
+
+def test_every_room_reads_its_templates_through_one_loader_that_names_the_folder():
+    import perfrepro.optimization
+    import perfrepro.selfplay
+
+    for package, name in ((perfrepro.optimization, "plain_query"), (perfrepro.selfplay, "propose_user")):
+        folder = Path(package.__file__).parent / "templates"
+        assert package_template(package.__name__, name) == (folder / f"{name}.txt").read_text()
+    with pytest.raises(FileNotFoundError, match=r"'nope' not found in perfrepro/selfplay/templates"):
+        package_template("perfrepro.selfplay", "nope")
 
 
 def test_render_rejects_an_unknown_placeholder():

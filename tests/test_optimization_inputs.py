@@ -7,7 +7,15 @@ from pathlib import Path
 import pytest
 
 from perfrepro.datasets.enamel import load_opt_tasks
-from perfrepro.optimization.helpers import generator_scope, is_probable_prime, rand_parens, rand_primality, rand_probably_prime
+from perfrepro.optimization.helpers import (
+    generator_scope,
+    is_probable_prime,
+    odd_part,
+    passes_miller_rabin,
+    rand_parens,
+    rand_primality,
+    rand_probably_prime,
+)
 from perfrepro.optimization.inputs import (
     InputGenerationError,
     TaskInputs,
@@ -38,6 +46,15 @@ def test_is_probable_prime_small_and_large():
     assert is_probable_prime(1_000_000_007)
     assert not is_probable_prime(1_000_000_007 * 998_244_353)
     assert not is_probable_prime(561)  # Carmichael
+
+
+def test_one_miller_rabin_round_by_hand():
+    assert odd_part(2046) == (1023, 1) and odd_part(24) == (3, 3) and odd_part(7) == (7, 0)
+    # 2047 = 23 * 89 fools base 2 (2^1023 = 1 mod 2047) but not base 3
+    assert passes_miller_rabin(2047, 2, 1023, 1) and not passes_miller_rabin(2047, 3, 1023, 1)
+    # 25 fools base 7 only on the squarings: 7^3 = 18, 18^2 = 24 = -1 (mod 25); base 2 gives 8, 14, 21
+    assert passes_miller_rabin(25, 7, 3, 3) and not passes_miller_rabin(25, 2, 3, 3)
+    assert passes_miller_rabin(13, 5, 3, 2)  # a prime passes every base
 
 
 def test_rand_probably_prime_ranges():

@@ -18,5 +18,6 @@ Public API (import from the submodules):
   ``find_smollm2_gguf()``.
 - ``extract``: ``extract_code(response, entry_point)`` -> code | None.
 - ``prompts``: ``generation_messages(task, examples)``, ``negative_messages(solution)``,
-  ``load_template(name)``, ``render(template, **values)``.
+  ``load_template(name)``, ``package_template(package, name)`` (any room's templates),
+  ``render(template, **values)``.
 """

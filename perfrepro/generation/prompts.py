@@ -19,12 +19,19 @@ _PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 
 
 @lru_cache(maxsize=None)
+def package_template(package: str, name: str) -> str:
+    """The text of ``<package>/templates/<name>.txt`` (``perfrepro.optimization`` ->
+    ``perfrepro/optimization/templates``); every room's prompts read their templates through it."""
+    try:
+        return resources.files(package).joinpath("templates").joinpath(f"{name}.txt").read_text(encoding="utf-8")
+    except FileNotFoundError:
+        folder = package.replace(".", "/")
+        raise FileNotFoundError(f"prompt template {name!r} not found in {folder}/templates") from None
+
+
 def load_template(name: str) -> str:
     """The text of ``templates/<name>.txt``."""
-    try:
-        return resources.files("perfrepro.generation").joinpath("templates").joinpath(f"{name}.txt").read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise FileNotFoundError(f"prompt template {name!r} not found in perfrepro/generation/templates") from None
+    return package_template("perfrepro.generation", name)
 
 
 def render(template: str, **values: str) -> str:

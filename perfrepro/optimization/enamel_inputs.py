@@ -24,6 +24,7 @@ import string
 import time
 from typing import Sequence
 
+from perfrepro.optimization.helpers import odd_part, passes_miller_rabin
 from perfrepro.optimization.inputs import (
     InputGenerationError,
     TaskInputs,
@@ -70,21 +71,9 @@ def miller_rabin(n: int, k: int = 5) -> bool:
         return True
     if n == 1 or n % 2 == 0:
         return False
-    d, r = n - 1, 0
-    while d % 2 == 0:
-        d //= 2
-        r += 1
-    for _ in range(k):
-        x = pow(random.randint(2, n - 2), d, n)
-        if x in (1, n - 1):
-            continue
-        for _ in range(r - 1):
-            x = pow(x, 2, n)
-            if x == n - 1:
-                break
-        else:
-            return False
-    return True
+    d, r = odd_part(n - 1)
+    # one witness drawn per round, and none after the first round that fails: ENAMEL's stream
+    return all(passes_miller_rabin(n, random.randint(2, n - 2), d, r) for _ in range(k))
 
 
 def rand_probably_prime(lb: int, ub: int | None = None) -> int:

@@ -22,21 +22,30 @@ def is_probable_prime(n: int) -> bool:
     for p in _MR_BASES:
         if n % p == 0:
             return n == p
-    d, s = n - 1, 0
+    d, s = odd_part(n - 1)
+    return all(passes_miller_rabin(n, a, d, s) for a in _MR_BASES)
+
+
+def odd_part(m: int) -> tuple[int, int]:
+    """(d, s) with m = d * 2**s and d odd; m > 0."""
+    d, s = m, 0
     while d % 2 == 0:
         d //= 2
         s += 1
-    for a in _MR_BASES:
-        x = pow(a, d, n)
-        if x in (1, n - 1):
-            continue
-        for _ in range(s - 1):
-            x = x * x % n
-            if x == n - 1:
-                break
-        else:
-            return False
-    return True
+    return d, s
+
+
+def passes_miller_rabin(n: int, witness: int, d: int, s: int) -> bool:
+    """Whether odd `n` is a strong probable prime to base `witness`, where n - 1 = d * 2**s, d odd
+    (one Miller-Rabin round; it draws no random numbers, so callers keep their random streams)."""
+    x = pow(witness, d, n)
+    if x in (1, n - 1):
+        return True
+    for _ in range(s - 1):
+        x = x * x % n
+        if x == n - 1:
+            return True
+    return False
 
 
 def rand_probably_prime(lo: int, hi: int | None = None) -> int:

@@ -20,6 +20,7 @@ from perfrepro.execution.sandbox import Limits
 from perfrepro.optimization.inputs import TaskInputs
 from perfrepro.optimization.programs import TIMED_LEVELS, build_correctness_program, build_level_programs, level_key
 from perfrepro.records import Completion, Measurement, OptTask, Program
+from perfrepro.timing.base import failed_record, make_backend
 from perfrepro.timing.remote import TaskRun, check_workers, collect, run_backend
 
 def correctness_limits(timing: TimingConfig) -> Limits:
@@ -30,18 +31,7 @@ def correctness_limits(timing: TimingConfig) -> Limits:
 def untimed_failure(completion: Completion, task_id: str, level: int, backend: str, time_unit: str,
                     status: str, error: str) -> Measurement:
     """A generated program's level that was not timed (no code, or failed the correctness run)."""
-    return Measurement(
-        task_id=level_key(task_id, level),
-        role="generated",
-        backend=backend,
-        status=status,
-        execution_time=None,
-        time_unit=time_unit,
-        peak_memory_mb=None,
-        memory_usage=None,
-        sample=completion.sample,
-        error=error,
-    )
+    return failed_record(level_key(task_id, level), "generated", completion.sample, backend, status, time_unit, error)
 
 
 def task_programs(
@@ -139,8 +129,6 @@ def make_protocol(protocol: str, timing: TimingConfig, enamel=None, samples_dir=
         from perfrepro.optimization.enamel_protocol import EnamelProtocol
 
         return EnamelProtocol(enamel, samples_dir, task_ids)
-    from perfrepro.timing.base import make_backend
-
     return PerfreproProtocol(make_backend(timing, on_run=on_run), correctness_limits(timing))
 
 

@@ -16,25 +16,19 @@ model is a chat model rather than PIE's completion models. Template text lives i
 from __future__ import annotations
 
 import json
-from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from perfrepro.generation.prompts import render
+from perfrepro.generation.prompts import package_template, render
 
 PROMPT_STYLES = ("plain", "conditioned")
 CONDITIONED_TEMPLATE_FILE = "code_opt_w_speedup_pctile.json"
 TARGET_PCTILE = "10"  # PIE generates at the top score, "10/10"
 
 
-@lru_cache(maxsize=None)
 def load_template(name: str) -> str:
     """The text of ``perfrepro/optimization/templates/<name>.txt``."""
-    try:
-        return resources.files("perfrepro.optimization").joinpath("templates").joinpath(f"{name}.txt").read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise FileNotFoundError(f"prompt template {name!r} not found in perfrepro/optimization/templates") from None
+    return package_template("perfrepro.optimization", name)
 
 
 def load_conditioned_template(templates_dir: str | Path) -> str:

@@ -10,20 +10,17 @@ from __future__ import annotations
 
 import ast
 from dataclasses import dataclass
-from functools import lru_cache
-from importlib import resources
 
 from perfrepro.generation.extract import defined_names, python_blocks
-from perfrepro.generation.prompts import render
+from perfrepro.generation.prompts import package_template, render
 
 ENTRY_POINT = "solve"
 GENERATOR = "generate_input"
 
 
-@lru_cache(maxsize=None)
 def load_template(name: str) -> str:
     """The text of ``perfrepro/selfplay/templates/<name>.txt``."""
-    return resources.files("perfrepro.selfplay").joinpath("templates", f"{name}.txt").read_text(encoding="utf-8")
+    return package_template("perfrepro.selfplay", name)
 
 
 def proposer_messages(seed_program: str) -> tuple[dict[str, str], ...]:

@@ -55,15 +55,22 @@ def make_backend(config: TimingConfig, on_run: RunCallback | None = None) -> Tim
 
 def failed(program: Program, backend: str, status: str, time_unit: str, error: str | None) -> Measurement:
     """The Measurement of a program that did not pass: no numbers, only the status and why."""
+    return failed_record(program.task_id, program.role, program.sample, backend, status, time_unit, error)
+
+
+def failed_record(task_id: str, role: str, sample: int, backend: str, status: str, time_unit: str,
+                  error: str | None) -> Measurement:
+    """A Measurement with no numbers, only the status and why: of a program that did not pass, or
+    of one that was never built (the optimization track's untimed levels)."""
     return Measurement(
-        task_id=program.task_id,
-        role=program.role,
+        task_id=task_id,
+        role=role,
         backend=backend,
         status=status,
         execution_time=None,
         time_unit=time_unit,
         peak_memory_mb=None,
         memory_usage=None,
-        sample=program.sample,
+        sample=sample,
         error=error,
     )
