@@ -8,37 +8,27 @@ canonicals.npy (base all-MiniLM-L6-v2, L2-normalised).
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import shutil
 import sys
-from pathlib import Path
 
 import numpy as np
 
-from perfrepro.config import ConfigError, load_params
-from perfrepro.datasets import DatasetError, load_task_source
+from perfrepro.config import load_params
+from perfrepro.datasets import load_task_source
 from perfrepro.embeddings.encoder import encode_texts, load_encoder
 from perfrepro.io import write_text
 from perfrepro.records import CorpusPair, read_jsonl
+from perfrepro.stage import stage
 
 log = logging.getLogger("embed_ooc")
 
 
-def main(argv=None) -> int:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    parser.add_argument("--train", type=Path, default=Path("data/prepared/corpus_train.jsonl"))
-    parser.add_argument("--test", type=Path, default=Path("data/prepared/corpus_test.jsonl"))
-    parser.add_argument("--out", type=Path, default=Path("data/ooc"))
-    args = parser.parse_args(argv)
-    try:
-        params = load_params(args.params)
-        tasks = load_task_source(params.data.tasks_source, params.data.tasks)
-    except (ConfigError, DatasetError) as exc:
-        raise SystemExit(str(exc)) from None
+@stage("embed_ooc", "train", "test", "out")
+def main(args) -> int:
+    params = load_params(args.params)
+    tasks = load_task_source(params.data.tasks_source, params.data.tasks)
     corpus = read_jsonl(args.train, CorpusPair) + read_jsonl(args.test, CorpusPair)
     seen_ids = {p.id for p in corpus}
     seen_text = {" ".join(p.problem.split()) for p in corpus}
