@@ -41,7 +41,8 @@ def write_params(folder: Path, params: dict) -> Path:
 
 def run_check_stage(folder: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, str(REPO / "stages" / "check.py"), *args], cwd=folder, env=env,
+    return subprocess.run([sys.executable, str(REPO / "stages" / "check.py"), "--out", "data/check.json", *args],
+                          cwd=folder, env=env,
                           capture_output=True, text=True, timeout=120)
 
 
