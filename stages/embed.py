@@ -40,7 +40,7 @@ def read_slow_variants(path: Path) -> dict[str, str]:
     return found
 
 
-@stage("embed", "train", "test", "slow-variants", "out")
+@stage("embed", "train", "test", "slow-variants", "out", model=True)
 def main(args) -> int:
     params = load_params(args.params).embed
     train = read_jsonl(args.train, CorpusPair)

@@ -28,7 +28,7 @@ def threads(parser) -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (bit identity holds per count)")
 
 
-@stage("train_encoder", "embeddings", "train", "test", "ooc", "out", options=threads)
+@stage("train_encoder", "embeddings", "train", "test", "ooc", "out", options=threads, model=True)
 def main(args) -> int:
     params = load_params(args.params)
     config = params.retrievers.encoder_mnrl

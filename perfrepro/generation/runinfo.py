@@ -1,6 +1,5 @@
-"""What the LLM stages (generate, negatives, optimize) share: the run summary, the completions' writing
-and the interrupt message
-(the stage harness, perfrepro.stage, does logging and Ctrl-C/SIGTERM)."""
+"""What the LLM stages (generate, negatives, optimize) share: the run summary, the writing of their
+completions and the message of an interrupted run (perfrepro.stage does logging and the signals)."""
 
 from __future__ import annotations
 

@@ -46,7 +46,6 @@ def retrieve_pie_examples(
     return {task.id: [pairs[i] for i in rows] for task, rows in zip(tasks, chosen)}
 
 
-
 def pie_examples(tasks: Sequence[OptTask], pairs_file: str | Path | None, shots: int,
                  llm_cache: Path) -> dict[str, list[CorpusPair]]:
     """retrieve_pie_examples over the PIE pairs in `pairs_file` (read only when `shots` > 0), their
@@ -55,6 +54,7 @@ def pie_examples(tasks: Sequence[OptTask], pairs_file: str | Path | None, shots:
         raise ValueError(f"{shots} shots need a file of PIE slow -> fast pairs, and none was given")
     pairs = load_pairs(pairs_file) if shots > 0 else []
     return retrieve_pie_examples(tasks, pairs, shots, str(pairs_file), str(llm_cache.parent / "pie-embeddings"))
+
 
 def build_requests(
     tasks: Sequence[OptTask],
