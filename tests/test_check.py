@@ -124,7 +124,7 @@ def test_as_report_keeps_machine_facts_only():
 DVC_YAML = f"""
 stages:
   check:
-    cmd: {sys.executable} {REPO / 'stages' / 'check.py'}
+    cmd: {sys.executable} {REPO / 'stages' / 'check.py'} --out data/check.json
     params:
       - params.yaml:
     outs:
