@@ -72,7 +72,8 @@ def main(argv=None) -> int:
         shots = yaml.safe_load(params.read_text())["shots"]
         print(f"generate stage, llm.base_url {url} (closed), shots {shots}, load {os.getloadavg()[0]:.1f}")
         stage = [sys.executable, str(ROOT / "stages" / "generate.py"), "--params", str(params),
-                 "--tasks", str(work / "prepared" / "tasks.jsonl"), "--out", str(work / "out" / "completions.jsonl")]
+                 "--tasks", str(work / "prepared" / "tasks.jsonl"), "--index", str(work / "no-index"),
+                 "--adapters", str(work / "no-adapters"), "--out", str(work / "out" / "completions.jsonl")]
         runs = [timed(stage, ROOT, env) for _ in range(args.repeats)]
         for seconds, code, line in runs:
             print(f"  {seconds:5.2f} s  exit {code}  {line}")

@@ -6,41 +6,24 @@ canonical solutions (ids `task:<task id>`), for eval_retrieval's second table on
 
 from __future__ import annotations
 
-import argparse
 import logging
-import shutil
 import sys
-from pathlib import Path
 
 from perfrepro.config import load_params
 from perfrepro.embeddings.cache import EmbeddingSet
-from perfrepro.index.bm25 import BM25Index
-from perfrepro.io import write_json
-from perfrepro.retrieval.retrievers import canonical_id, read_ooc_tasks
+from perfrepro.retrieval.build import build_bm25_retriever
+from perfrepro.retrieval.retrievers import read_ooc_tasks
+from perfrepro.stage import stage
 
 log = logging.getLogger("build_bm25")
 
 
-def main(argv=None) -> int:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    parser.add_argument("--embeddings", type=Path, default=Path("data/embeddings"))
-    parser.add_argument("--ooc", type=Path, default=Path("data/ooc"))
-    parser.add_argument("--out", type=Path, default=Path("data/adapters/bm25"))
-    args = parser.parse_args(argv)
-    config = load_params(args.params).retrievers.bm25
+@stage("build_bm25", "embeddings", "ooc", "out")
+def main(args) -> int:
     embeddings = EmbeddingSet.load(args.embeddings)
-    ids, docs = list(embeddings.ids), [d["solution"] for d in embeddings.documents]
     tasks = read_ooc_tasks(args.ooc)
-    if args.out.exists():
-        shutil.rmtree(args.out)
-    BM25Index(ids, docs, config.k1, config.b, config.method).save(args.out / "index")
-    BM25Index(ids + [canonical_id(t["id"]) for t in tasks], docs + [t["canonical"] for t in tasks],
-              config.k1, config.b, config.method).save(args.out / "ooc")
-    write_json(args.out / "retriever.json", {"kind": "bm25", "config": vars(config), "n_train": 0,
-                                             "data": "no training (lexical)"})
-    log.info("bm25: %d solutions, %d out-of-corpus canonicals", len(ids), len(tasks))
+    build_bm25_retriever(load_params(args.params).retrievers.bm25, embeddings, tasks, args.out)
+    log.info("bm25: %d solutions, %d out-of-corpus canonicals", len(embeddings.ids), len(tasks))
     return 0
 
 

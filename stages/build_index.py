@@ -2,32 +2,22 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
-from pathlib import Path
 
 from perfrepro.embeddings.cache import EmbeddingSet
-from perfrepro.index.chroma import ChromaIndex
 from perfrepro.io import atomic_outputs
-from perfrepro.logs import setup_logging
+from perfrepro.retrieval.build import build_solution_index
+from perfrepro.stage import stage
 
 log = logging.getLogger("build_index")
 
 
-def main(argv=None) -> int:
-    setup_logging("build_index")
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--embeddings", type=Path, default=Path("data/embeddings"))
-    parser.add_argument("--out", type=Path, default=Path("data/index"))
-    args = parser.parse_args(argv)
+@stage("build_index", "embeddings", "out")
+def main(args) -> int:
     embeddings = EmbeddingSet.load(args.embeddings)
-    metadatas = [{"split": d["split"], "source": d["source"], "language": d["language"]} for d in embeddings.documents]
     with atomic_outputs(args.out) as (out,):
-        index = ChromaIndex.build(
-            out, embeddings.ids, embeddings.solutions, [d["solution"] for d in embeddings.documents], metadatas
-        )
-        count = len(index)
+        count = len(build_solution_index(out, embeddings, embeddings.solutions))
     log.info("indexed %d solutions at %s", count, args.out)
     return 0
 

@@ -12,28 +12,18 @@ only when there is none.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
-from pathlib import Path
 
 from perfrepro.checks import as_report, has_errors, run_checks
 from perfrepro.io import atomic_outputs, write_json
-from perfrepro.logs import setup_logging
+from perfrepro.stage import stage
 
 log = logging.getLogger("check")
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (default: params.yaml)")
-    parser.add_argument("--out", type=Path, default=Path("data/check.json"), help="report (default: data/check.json)")
-    return parser.parse_args(argv)
-
-
-def main(argv=None) -> int:
-    setup_logging("check")
-    args = parse_args(argv)
+@stage("check", "out")
+def main(args) -> int:
     findings = run_checks(args.params)
     for finding in findings:
         {"ok": log.info, "warning": log.warning, "error": log.error}[finding.level]("%s: %s", finding.topic, finding.message)

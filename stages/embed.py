@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
@@ -12,8 +11,8 @@ from perfrepro.config import load_params
 from perfrepro.embeddings.cache import build_embedding_set
 from perfrepro.embeddings.encoder import load_encoder
 from perfrepro.io import atomic_outputs
-from perfrepro.logs import setup_logging
 from perfrepro.records import CorpusPair, read_jsonl
+from perfrepro.stage import stage
 
 log = logging.getLogger("embed")
 
@@ -41,19 +40,8 @@ def read_slow_variants(path: Path) -> dict[str, str]:
     return found
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--train", type=Path, default=Path("data/prepared/corpus_train.jsonl"))
-    parser.add_argument("--test", type=Path, default=Path("data/prepared/corpus_test.jsonl"))
-    parser.add_argument("--slow-variants", type=Path, default=Path("data/negatives/slow_variants.jsonl"))
-    parser.add_argument("--out", type=Path, default=Path("data/embeddings"))
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    return parser.parse_args(argv)
-
-
-def main(argv=None) -> int:
-    setup_logging("embed")
-    args = parse_args(argv)
+@stage("embed", "train", "test", "slow-variants", "out", model=True)
+def main(args) -> int:
     params = load_params(args.params).embed
     train = read_jsonl(args.train, CorpusPair)
     test = read_jsonl(args.test, CorpusPair)

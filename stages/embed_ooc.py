@@ -8,58 +8,26 @@ canonicals.npy (base all-MiniLM-L6-v2, L2-normalised).
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
-import shutil
 import sys
-from pathlib import Path
 
-import numpy as np
-
-from perfrepro.config import ConfigError, load_params
-from perfrepro.datasets import DatasetError, load_task_source
-from perfrepro.embeddings.encoder import encode_texts, load_encoder
-from perfrepro.io import write_text
+from perfrepro.config import load_params
+from perfrepro.datasets import load_task_source
 from perfrepro.records import CorpusPair, read_jsonl
+from perfrepro.retrieval.build import build_ooc_set
+from perfrepro.stage import stage
 
 log = logging.getLogger("embed_ooc")
 
 
-def main(argv=None) -> int:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    parser.add_argument("--train", type=Path, default=Path("data/prepared/corpus_train.jsonl"))
-    parser.add_argument("--test", type=Path, default=Path("data/prepared/corpus_test.jsonl"))
-    parser.add_argument("--out", type=Path, default=Path("data/ooc"))
-    args = parser.parse_args(argv)
-    try:
-        params = load_params(args.params)
-        tasks = load_task_source(params.data.tasks_source, params.data.tasks)
-    except (ConfigError, DatasetError) as exc:
-        raise SystemExit(str(exc)) from None
+@stage("embed_ooc", "train", "test", "out", model=True)
+def main(args) -> int:
+    params = load_params(args.params)
+    tasks = load_task_source(params.data.tasks_source, params.data.tasks)
     corpus = read_jsonl(args.train, CorpusPair) + read_jsonl(args.test, CorpusPair)
-    seen_ids = {p.id for p in corpus}
-    seen_text = {" ".join(p.problem.split()) for p in corpus}
-    kept = [t for t in tasks if t.id not in seen_ids and " ".join(t.statement.split()) not in seen_text]
-    if len(kept) < len(tasks):
-        log.warning("%d of %d tasks are also in the corpus (same id or statement): left out", len(tasks) - len(kept), len(tasks))
-    if not kept:
-        raise SystemExit(f"{params.data.tasks}: no task outside the corpus; the out-of-corpus check has no queries")
-    model = load_encoder(params.embed.max_seq_length)
-    queries = encode_texts(model, [t.statement for t in kept], params.embed.batch_size)
-    canonicals = encode_texts(model, [t.canonical_solution for t in kept], params.embed.batch_size)
-    if args.out.exists():
-        shutil.rmtree(args.out)
-    args.out.mkdir(parents=True)
-    write_text(args.out / "tasks.jsonl", "".join(
-        json.dumps({"id": t.id, "statement": t.statement, "canonical": t.canonical_solution}, ensure_ascii=False) + "\n"
-        for t in kept
-    ))
-    np.save(args.out / "queries.npy", queries)
-    np.save(args.out / "canonicals.npy", canonicals)
-    log.info("wrote %s: %d out-of-corpus tasks", args.out, len(kept))
+    kept = build_ooc_set(tasks, corpus, params.embed.max_seq_length, params.embed.batch_size, args.out,
+                         source=params.data.tasks)
+    log.info("wrote %s: %d out-of-corpus tasks", args.out, kept)
     return 0
 
 

@@ -9,45 +9,28 @@ metrics/retrieval.md (the tables) and metrics/retrieval_hit_at_k.json (DVC plot)
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
-from pathlib import Path
 
-from perfrepro.config import ConfigError, load_params
-from perfrepro.environment import fingerprint
+from perfrepro.config import load_params
 from perfrepro.io import write_json, write_text
 from perfrepro.retrieval.comparison import ComparisonInputs, ComparisonSettings, compare_retrievers
 from perfrepro.retrieval.report import full_results, headline_metrics, hit_plot_rows, markdown_report, training_warnings
-from perfrepro.retrieval.retrievers import RetrievalInputError
+from perfrepro.stage import stage, with_run_info
 
 log = logging.getLogger("eval_retrieval")
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    for name in ("embeddings", "index", "adapters", "test", "ooc", "metrics", "full", "table", "plot"):
-        parser.add_argument(f"--{name}", type=Path, required=True)
-    return parser.parse_args(argv)
-
-
-def main(argv=None) -> int:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-    args = parse_args(argv)
-    try:
-        params = load_params(args.params)
-        ks = tuple(sorted(set(params.retrieval.ks)))
-        hybrid_depth = params.retrievers.hybrid.depth if params.retrievers is not None else 0
-        settings = ComparisonSettings(ks, params.seed, params.retrieval.protocol, depth=max(max(ks), hybrid_depth),
-                                      variants=tuple(params.adapters),
-                                      min_training_pairs=params.retrieval.min_training_pairs)
-        comparison = compare_retrievers(
-            ComparisonInputs(args.embeddings, args.index, args.adapters, args.test, args.ooc), settings)
-    except (ConfigError, RetrievalInputError, FileNotFoundError) as exc:
-        log.error("%s", exc)
-        return 1
-    write_json(args.metrics, {**headline_metrics(comparison), "run_info": fingerprint()})
+@stage("eval_retrieval", "embeddings", "index", "adapters", "test", "ooc", "metrics", "full", "table", "plot")
+def main(args) -> int:
+    params = load_params(args.params)
+    ks = tuple(sorted(set(params.retrieval.ks)))
+    hybrid_depth = params.retrievers.hybrid.depth if params.retrievers is not None else 0
+    settings = ComparisonSettings(ks, params.seed, params.retrieval.protocol, depth=max(max(ks), hybrid_depth),
+                                  variants=tuple(params.adapters), min_training_pairs=params.retrieval.min_training_pairs)
+    comparison = compare_retrievers(
+        ComparisonInputs(args.embeddings, args.index, args.adapters, args.test, args.ooc), settings)
+    write_json(args.metrics, with_run_info(headline_metrics(comparison)))
     write_json(args.full, full_results(comparison))
     write_json(args.plot, hit_plot_rows(comparison.heldout, ks))
     write_text(args.table, markdown_report(comparison))

@@ -12,65 +12,41 @@ Under `pie.protocol: enamel` (params pie.enamel) ENAMEL's protocol measures inst
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 import time
-from pathlib import Path
 
-from perfrepro.config import ConfigError, load_params
+from perfrepro.config import load_params
 from perfrepro.execution import sandbox
-from perfrepro.dispatch import ExecutorError, make_executor
+from perfrepro.dispatch import make_executor
 from perfrepro.io import atomic_outputs, write_json
-from perfrepro.logs import setup_logging
 from perfrepro.optimization.level_timing import check_task_dir_protocol, make_protocol
 from perfrepro.optimization.tasks import PieTaskDir
-from perfrepro.records import Completion, RecordError, read_jsonl, write_jsonl
+from perfrepro.records import Completion, read_jsonl, write_jsonl
+from perfrepro.stage import stage
 
 log = logging.getLogger("measure_pie")
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    parser.add_argument("--tasks", type=Path, default=Path("data/pie/tasks"))
-    parser.add_argument("--completions", type=Path, default=Path("data/pie/completions.jsonl"))
-    parser.add_argument("--out", type=Path, default=Path("data/pie/timings"))
-    parser.add_argument("--enamel-samples", type=Path, default=Path("data/raw/enamel/samples"))
-    return parser.parse_args(argv)
-
-
-def main(argv=None) -> int:
-    setup_logging("measure_pie")
-    args = parse_args(argv)
-    try:
-        isolation = sandbox.require_isolation()  # before any input is read: refuse at once
-    except sandbox.SandboxUnavailable as exc:
-        log.error("%s", exc)
-        return 1
+@stage("measure_pie", "tasks", "completions", "out", "enamel-samples", also=(ValueError, RuntimeError))
+def main(args) -> int:
+    isolation = sandbox.require_isolation()  # before any input is read: refuse at once
     started = time.perf_counter()
     runs: list[dict] = []
 
     def on_run(program, repeat, raw):
         runs.append({"task_id": program.task_id, "role": program.role, "sample": program.sample, **raw})
 
-    try:
-        params = load_params(args.params)
-        task_dir = PieTaskDir(args.tasks)
-        tasks = task_dir.tasks
-        completions = read_jsonl(args.completions, Completion)
-        check_task_dir_protocol(task_dir.manifest, params.pie.protocol, args.tasks)
-        protocol = make_protocol(params.pie.protocol, params.timing, params.pie.enamel, args.enamel_samples,
-                                 [t.id for t in tasks], on_run)  # gem5 says here what it is missing
-    except (ConfigError, RecordError, FileNotFoundError, ValueError, RuntimeError) as exc:
-        log.error("%s", exc)
-        return 1
-    try:  # executor.* says where the tasks run, never what they compute (no dvc.yaml stage tracks it)
-        with make_executor(params.executor) as executor:
-            measurements = protocol.measure(tasks, task_dir.inputs, completions, executor)
-    except (ExecutorError, RuntimeError) as exc:  # no scheduler, no sbatch, mixed worker environments
-        log.error("%s", exc)
-        return 1
+    params = load_params(args.params)
+    task_dir = PieTaskDir(args.tasks)
+    tasks = task_dir.tasks
+    completions = read_jsonl(args.completions, Completion)
+    check_task_dir_protocol(task_dir.manifest, params.pie.protocol, args.tasks)
+    protocol = make_protocol(params.pie.protocol, params.timing, params.pie.enamel, args.enamel_samples,
+                             [t.id for t in tasks], on_run)  # gem5 says here what it is missing
+    # executor.* says where the tasks run, never what they compute (no dvc.yaml stage tracks it)
+    with make_executor(params.executor) as executor:
+        measurements = protocol.measure(tasks, task_dir.inputs, completions, executor)
     elapsed = time.perf_counter() - started
     info = {
         "backend": protocol.backend_name,

@@ -9,57 +9,37 @@ Responses are cached like generate's. Exits 1, writing nothing, when more than
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 import time
 from collections import Counter
-from pathlib import Path
 
-from perfrepro.config import ConfigError, load_params
+from perfrepro.config import load_params
 from perfrepro.generation.backends import BackendError, open_backend
-from perfrepro.generation.local_server import LocalServerError
-from perfrepro.generation.runinfo import interrupt_on_sigterm, summary
 from perfrepro.generation.negatives import make_slow_variants, select_pairs
+from perfrepro.generation.runinfo import CACHED_ON_INTERRUPT, summary
 from perfrepro.io import atomic_outputs
-from perfrepro.logs import setup_logging
 from perfrepro.records import CorpusPair, read_jsonl, write_jsonl
+from perfrepro.stage import stage
 
 log = logging.getLogger("negatives")
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    parser.add_argument("--train", type=Path, default=Path("data/prepared/corpus_train.jsonl"))
-    parser.add_argument("--out", type=Path, default=Path("data/negatives/slow_variants.jsonl"))
-    return parser.parse_args(argv)
-
-
-def main(argv=None) -> int:
-    setup_logging("negatives")
-    interrupt_on_sigterm()
-    args = parse_args(argv)
+@stage("negatives", "train", "out", interrupted=CACHED_ON_INTERRUPT)
+def main(args) -> int:
     started = time.perf_counter()
-    try:
-        params = load_params(args.params)
-        llm = params.negatives.llm
-        if llm.backend == "recorded":
-            raise BackendError("negatives.llm.backend: recorded has no slow variants to replay; use local or openai")
-        pairs = select_pairs(read_jsonl(args.train, CorpusPair), params.negatives.limit, params.seed)
-        if not pairs:
-            with atomic_outputs(args.out) as (out,):
-                write_jsonl(out, [])
-            log.info("negatives.limit is 0: wrote an empty %s", args.out)
-            return 0
-        with open_backend(llm, key="negatives.llm") as backend:
-            rows = make_slow_variants(pairs, backend)
-    except (ConfigError, BackendError, LocalServerError, FileNotFoundError) as exc:
-        log.error("%s", exc)
-        return 1
-    except KeyboardInterrupt:
-        log.error("interrupted; responses received so far are cached, a rerun sends only the rest")
-        return 130
+    params = load_params(args.params)
+    llm = params.negatives.llm
+    if llm.backend == "recorded":
+        raise BackendError("negatives.llm.backend: recorded has no slow variants to replay; use local or openai")
+    pairs = select_pairs(read_jsonl(args.train, CorpusPair), params.negatives.limit, params.seed)
+    if not pairs:
+        with atomic_outputs(args.out) as (out,):
+            write_jsonl(out, [])
+        log.info("negatives.limit is 0: wrote an empty %s", args.out)
+        return 0
+    with open_backend(llm, key="negatives.llm") as backend:
+        rows = make_slow_variants(pairs, backend)
     counts = Counter(row["status"] for row in rows)
     summary(backend, len(rows), counts["error"], started)
     fraction = counts["error"] / len(rows)

@@ -12,53 +12,33 @@ template reruns nothing here) and summary.json, and metrics/pie_train_data.json.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
-from pathlib import Path
 
-from perfrepro.config import ConfigError, load_params
-from perfrepro.datasets.base import DatasetError
+from perfrepro.config import load_params
 from perfrepro.finetuning.data import (
-    FinetuneDataError,
     build_training_data,
     check_data_choice,
     load_training_pairs,
 )
 from perfrepro.finetuning.leakage import eval_programs_from_tasks
 from perfrepro.io import atomic_outputs, write_json
-from perfrepro.logs import setup_logging
-from perfrepro.records import OptTask, RecordError, read_jsonl, write_jsonl
+from perfrepro.records import OptTask, read_jsonl, write_jsonl
+from perfrepro.stage import stage
 
 log = logging.getLogger("pie_train_data")
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    parser.add_argument("--eval-tasks", type=Path, default=Path("data/prepared/opt_tasks.jsonl"),
-                        help="the evaluation tasks no training problem may overlap")
-    parser.add_argument("--out", type=Path, default=Path("data/finetune/data"))
-    parser.add_argument("--metrics", type=Path, default=Path("metrics/pie_train_data.json"))
-    return parser.parse_args(argv)
-
-
-def main(argv=None) -> int:
-    setup_logging("pie_train_data")
-    args = parse_args(argv)
-    try:
-        params = load_params(args.params)
-        ft = params.finetune
-        check_data_choice(ft.data)
-        eval_tasks = read_jsonl(args.eval_tasks, OptTask)
-        pairs = load_training_pairs(ft.sources)
-        data = build_training_data(
-            pairs, eval_programs_from_tasks(eval_tasks), seed=params.seed, val_fraction=ft.val_fraction,
-            max_code_chars=ft.max_code_chars, leak_threshold=ft.leak_threshold,
-        )
-    except (ConfigError, DatasetError, FinetuneDataError, RecordError, FileNotFoundError) as exc:
-        log.error("%s", exc)
-        return 1
+@stage("pie_train_data", "eval-tasks", "out", "metrics")
+def main(args) -> int:
+    params = load_params(args.params)
+    ft = params.finetune
+    check_data_choice(ft.data)
+    data = build_training_data(
+        load_training_pairs(ft.sources), eval_programs_from_tasks(read_jsonl(args.eval_tasks, OptTask)),
+        seed=params.seed, val_fraction=ft.val_fraction, max_code_chars=ft.max_code_chars,
+        leak_threshold=ft.leak_threshold,
+    )
     s = data.summary
     with atomic_outputs(args.out, args.metrics) as (out, metrics_out):
         write_jsonl(out / "train.jsonl", data.train)

@@ -7,47 +7,26 @@ scored ENAMEL tasks).
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
-from pathlib import Path
 
-from perfrepro.config import ConfigError, load_params
-from perfrepro.datasets import (
-    DatasetError,
-    load_corpus_source,
-    load_opt_tasks,
-    load_task_source,
-    select_subset,
-    split_by_problem,
-)
+from perfrepro.config import load_params
+from perfrepro.datasets import load_corpus_source, load_opt_tasks, load_task_source, select_subset, split_by_problem
 from perfrepro.io import atomic_outputs
-from perfrepro.logs import setup_logging
 from perfrepro.records import write_jsonl
+from perfrepro.stage import stage
 
 log = logging.getLogger("prepare")
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    parser.add_argument("--out", type=Path, default=Path("data/prepared"))
-    return parser.parse_args(argv)
-
-
-def main(argv=None) -> int:
-    setup_logging("prepare")
-    args = parse_args(argv)
-    try:
-        params = load_params(args.params)
-        data = params.data
-        corpus = load_corpus_source(data.corpus_source, data.corpus, data.language)
-        train, test = split_by_problem(corpus, data.test_fraction, params.seed)
-        tasks = select_subset(load_task_source(data.tasks_source, data.tasks), data.limit_tasks, params.seed)
-        opt_tasks = load_opt_tasks(data.enamel_dir)
-    except (ConfigError, DatasetError) as exc:
-        log.error("%s", exc)
-        return 1
+@stage("prepare", "out")
+def main(args) -> int:
+    params = load_params(args.params)
+    data = params.data
+    corpus = load_corpus_source(data.corpus_source, data.corpus, data.language)
+    train, test = split_by_problem(corpus, data.test_fraction, params.seed)
+    tasks = select_subset(load_task_source(data.tasks_source, data.tasks), data.limit_tasks, params.seed)
+    opt_tasks = load_opt_tasks(data.enamel_dir)
     outputs = {"corpus_train": train, "corpus_test": test, "tasks": tasks, "opt_tasks": opt_tasks}
     with atomic_outputs(*(args.out / f"{name}.jsonl" for name in outputs)) as paths:
         for (name, records), path in zip(outputs.items(), paths):

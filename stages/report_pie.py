@@ -13,50 +13,29 @@ enamel` (params pie.protocol, pie.enamel): ENAMEL's eff@k and pass@k instead, an
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
-from pathlib import Path
 
-from perfrepro.config import ConfigError, load_params
-from perfrepro.environment import fingerprint
+from perfrepro.config import load_params
 from perfrepro.generation.samples import configured_source
 from perfrepro.io import atomic_outputs, write_json, write_text
-from perfrepro.logs import setup_logging
 from perfrepro.metrics.optimization import read_model_runs, run_rows, samples_run_rows
-from perfrepro.records import Measurement, RecordError, read_jsonl
+from perfrepro.records import Measurement, read_jsonl
 from perfrepro.report.enamel import enamel_pie_report
 from perfrepro.report.optimization import MODEL_ROLES, pie_report
+from perfrepro.stage import stage, with_run_info
 
 log = logging.getLogger("report_pie")
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    parser.add_argument("--timings", type=Path, default=Path("data/pie/timings"))
-    parser.add_argument("--metrics", type=Path, default=Path("metrics/optimization.json"))
-    parser.add_argument("--table", type=Path, default=Path("metrics/optimization.md"))
-    parser.add_argument("--per-task", type=Path, default=Path("metrics/optimization_tasks.json"))
-    parser.add_argument("--rows", type=Path, default=Path("data/pie/rows"),
-                        help="per-model runs: <rows>/<role>/completions.jsonl and timings/ (missing: no such rows)")
-    parser.add_argument("--samples-rows", type=Path, default=Path("data/samples/rows"),
-                        help="samples runs: <samples-rows>/<model>/completions.jsonl and timings/ (missing: no such row)")
-    return parser.parse_args(argv)
-
-
-def main(argv=None) -> int:
-    setup_logging("report_pie")
-    args = parse_args(argv)
-    try:
-        params = load_params(args.params)
-        measurements = read_jsonl(args.timings / "measurements.jsonl", Measurement)
-        extra = run_rows(args.rows, MODEL_ROLES, params.pie.samples)
-        sampled = (samples_run_rows(args.samples_rows, params.samples.models, params.samples.samples_per_task,
-                                    params.samples.k) if params.samples else [])
-    except (ConfigError, RecordError, FileNotFoundError) as exc:
-        log.error("%s", exc)
-        return 1
+# rows: <rows>/<role>/ and <samples-rows>/<model>/, each completions.jsonl and timings/ (missing: no such row)
+@stage("report_pie", "timings", "rows", "samples-rows", "metrics", "table", "per-task")
+def main(args) -> int:
+    params = load_params(args.params)
+    measurements = read_jsonl(args.timings / "measurements.jsonl", Measurement)
+    extra = run_rows(args.rows, MODEL_ROLES, params.pie.samples)
+    sampled = (samples_run_rows(args.samples_rows, params.samples.models, params.samples.samples_per_task,
+                                params.samples.k) if params.samples else [])
     llm, pie = params.llm, params.pie
     if pie.protocol == "enamel":  # ENAMEL's eff@k and pass@k (perfrepro.metrics.enamel)
         runs = read_model_runs(args.rows, MODEL_ROLES) + (
@@ -66,7 +45,7 @@ def main(argv=None) -> int:
         report = pie_report(measurements, pie.samples, llm.model, llm.backend, configured_source(params.samples),
                             params.timing.backend, extra, sampled)
     with atomic_outputs(args.metrics, args.table, args.per_task) as (metrics_out, table_out, per_task_out):
-        write_json(metrics_out, {**report.metrics, "run_info": fingerprint()})
+        write_json(metrics_out, with_run_info(report.metrics))
         write_text(table_out, report.markdown)
         if report.per_task is not None:  # an output not written is left as it was
             write_json(per_task_out, report.per_task)

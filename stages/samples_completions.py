@@ -10,49 +10,35 @@ folder of samples files, one per model (<folder>/<model>.jsonl).
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
-from pathlib import Path
 
 from perfrepro.config import ConfigError, load_params
-from perfrepro.datasets import DatasetError, load_opt_tasks
+from perfrepro.datasets import load_opt_tasks
 from perfrepro.generation.generate import status_counts
-from perfrepro.generation.samples import SamplesError, open_samples, sample_completions
+from perfrepro.generation.samples import open_samples, sample_completions
 from perfrepro.io import atomic_outputs
-from perfrepro.logs import setup_logging
 from perfrepro.optimization.tasks import PieTaskDir
-from perfrepro.records import RecordError, write_jsonl
+from perfrepro.records import write_jsonl
+from perfrepro.stage import stage
 
 log = logging.getLogger("samples_completions")
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+def labels(parser) -> None:
     parser.add_argument("--model", required=True, help="the model's name (its samples.models key)")
-    parser.add_argument("--samples", type=Path, required=True, help="its samples file, or a folder of them")
     parser.add_argument("--source", required=True, help="where the code came from, for the label")
-    parser.add_argument("--tasks", type=Path, required=True, help="samples_tasks' output")
-    parser.add_argument("--enamel-dir", type=Path, required=True, help="ENAMEL's files: the track's task ids")
-    parser.add_argument("--out", type=Path, required=True, help="completions file")
-    return parser.parse_args(argv)
 
 
-def main(argv=None) -> int:
-    setup_logging("samples_completions")
-    args = parse_args(argv)
-    try:
-        params = load_params(args.params)
-        if params.samples is None:
-            raise ConfigError("samples: missing section (samples_completions reads samples.samples_per_task)")
-        tasks = PieTaskDir(args.tasks).tasks
-        track = f"optimization track ({args.enamel_dir})"
-        backend = open_samples(args.samples, args.model, args.source, load_opt_tasks(args.enamel_dir, include_excluded=True),
-                               tasks, track)
-    except (ConfigError, SamplesError, DatasetError, RecordError, FileNotFoundError) as exc:
-        log.error("%s", exc)
-        return 1
+@stage("samples_completions", "samples", "tasks", "enamel-dir", "out", options=labels)
+def main(args) -> int:
+    params = load_params(args.params)
+    if params.samples is None:
+        raise ConfigError("samples: missing section (samples_completions reads samples.samples_per_task)")
+    tasks = PieTaskDir(args.tasks).tasks
+    track = f"optimization track ({args.enamel_dir})"
+    backend = open_samples(args.samples, args.model, args.source, load_opt_tasks(args.enamel_dir, include_excluded=True),
+                           tasks, track)
     completions = sample_completions(backend, tasks, params.samples.samples_per_task)
     with atomic_outputs(args.out) as (out,):
         write_jsonl(out, completions)

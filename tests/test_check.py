@@ -41,7 +41,8 @@ def write_params(folder: Path, params: dict) -> Path:
 
 def run_check_stage(folder: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, str(REPO / "stages" / "check.py"), *args], cwd=folder, env=env,
+    return subprocess.run([sys.executable, str(REPO / "stages" / "check.py"), "--out", "data/check.json", *args],
+                          cwd=folder, env=env,
                           capture_output=True, text=True, timeout=120)
 
 
@@ -123,7 +124,7 @@ def test_as_report_keeps_machine_facts_only():
 DVC_YAML = f"""
 stages:
   check:
-    cmd: {sys.executable} {REPO / 'stages' / 'check.py'}
+    cmd: {sys.executable} {REPO / 'stages' / 'check.py'} --out data/check.json
     params:
       - params.yaml:
     outs:

@@ -92,6 +92,7 @@ def run_finetune_stage(tiny_model_dir, tmp_path):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
     out = tmp_path / "model"
     code = stage.main(["--params", str(tmp_path / "params.yaml"), "--data", str(data), "--out", str(out),
+                       "--self-play-pairs", str(tmp_path / "no-pairs.jsonl"), "--templates", "data/raw/pie/templates",
                        "--plots", str(tmp_path / "loss.json"), "--metrics", str(tmp_path / "finetune.json")])
     assert code == 0
     info = json.loads((out / "info.json").read_text())
@@ -164,7 +165,8 @@ def test_finetune_stage_with_pie_plus_self_play_trains_on_the_self_play_pairs_to
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
     out = tmp_path / "model"
     code = stage.main(["--params", str(tmp_path / "params.yaml"), "--data", str(data), "--self-play-pairs", str(pairs),
-                       "--out", str(out), "--plots", str(tmp_path / "loss.json"), "--metrics", str(tmp_path / "m.json")])
+                       "--templates", "data/raw/pie/templates", "--out", str(out), "--plots", str(tmp_path / "loss.json"),
+                       "--metrics", str(tmp_path / "m.json")])
     assert code == 0
     info = json.loads((out / "info.json").read_text())
     assert info["data"] == "pie+self_play" and info["self_play_records_added"] == 2

@@ -122,6 +122,7 @@ def test_missing_api_key_fails_before_any_upload(tmp_path, monkeypatch, caplog):
         params["finetune"]["backend"] = "openai"
         (tmp_path / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
         code = stage.main(["--params", str(tmp_path / "params.yaml"), "--data", str(tmp_path / "no-data"),
+                           "--self-play-pairs", str(tmp_path / "no-pairs.jsonl"), "--templates", str(tmp_path / "no-templates"),
                            "--out", str(tmp_path / "model"), "--plots", str(tmp_path / "loss.json"),
                            "--metrics", str(tmp_path / "m.json")])
     assert code == 1

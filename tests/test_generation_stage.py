@@ -53,7 +53,7 @@ def setup_workspace(tmp_path: Path, base_url: str, n_tasks: int, **llm_overrides
 def command(tmp_path: Path) -> list[str]:
     return [sys.executable, str(REPO / "stages" / "generate.py"), "--params", str(tmp_path / "params.yaml"),
             "--tasks", str(tmp_path / "tasks.jsonl"), "--index", str(tmp_path / "no-index"),
-            "--out", str(tmp_path / "out" / "completions.jsonl")]
+            "--adapters", str(tmp_path / "no-adapters"), "--out", str(tmp_path / "out" / "completions.jsonl")]
 
 
 def default_sigint() -> None:
@@ -229,7 +229,8 @@ def test_recorded_backend_on_the_pie_track_stops_before_any_work(tmp_path):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     out = tmp_path / "pie" / "completions.jsonl"
     result = subprocess.run([sys.executable, str(REPO / "stages" / "optimize.py"), "--params", str(tmp_path / "params.yaml"),
-                             "--tasks", str(tmp_path / "no-pie-tasks"), "--out", str(out)],
+                             "--tasks", str(tmp_path / "no-pie-tasks"), "--templates", str(REPO / "data/raw/pie/templates"),
+                             "--out", str(out)],
                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
     assert "recorded responses exist only for the efficiency tasks" in result.stderr

@@ -399,7 +399,8 @@ def test_generate_stage_with_llm_backend_samples_on_the_efficiency_tasks(tmp_pat
 
     def generate() -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, str(REPO / "stages" / "generate.py"), "--params", "params.yaml",
-                               "--tasks", "tasks.jsonl", "--index", "no-index", "--out", "out/completions.jsonl"],
+                               "--tasks", "tasks.jsonl", "--index", "no-index", "--adapters", "no-adapters",
+                               "--out", "out/completions.jsonl"],
                               cwd=tmp_path, capture_output=True, text=True,
                               env={**__import__("os").environ, "PYTHONPATH": str(REPO)})
 

@@ -156,7 +156,9 @@ def test_a_stage_without_isolation_exits_at_once_with_the_message(stage, tmp_pat
     # a PATH without unshare and setpriv: as root that is `none`, refused even when opted in
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    done = subprocess.run([sys.executable, str(ROOT / "stages" / f"{stage}.py")], cwd=ROOT,
+    paths = ["--tasks", tmp_path / "tasks", "--completions", tmp_path / "completions.jsonl", "--out", tmp_path / "out",
+             *(["--enamel-samples", tmp_path / "samples"] if stage == "measure_pie" else [])]
+    done = subprocess.run([sys.executable, str(ROOT / "stages" / f"{stage}.py"), *map(str, paths)], cwd=ROOT,
                           env={"PATH": str(bin_dir), "HOME": str(tmp_path), "PYTHONPATH": str(ROOT)},
                           capture_output=True, text=True, timeout=120)
     assert done.returncode != 0

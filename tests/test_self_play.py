@@ -257,6 +257,7 @@ def test_the_stage_writes_funnel_and_outs_its_rerun_sends_and_measures_nothing(t
             (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
             argv = [sys.executable, str(REPO / "stages" / "self_play.py"), "--params", str(tmp_path / "params.yaml"),
                     "--train-data", str(data), "--eval-tasks", str(tmp_path / "opt_tasks.jsonl"),
+                    "--pairs", str(REPO / "data/raw/pie/py_reference.jsonl"), "--templates", str(REPO / "data/raw/pie/templates"),
                     "--out", str(out), "--metrics", str(tmp_path / "self_play.json")]
             done = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
             assert done.returncode == 0, done.stderr[-3000:]

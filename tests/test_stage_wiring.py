@@ -140,7 +140,8 @@ def test_generate_sends_llm_temperature_model_seed_and_max_tokens(tmp_path):
                        "llm.concurrency": 1, "llm.timeout_s": 10.0, **{f"llm.{k}": v for k, v in llm.items()}}
             params = write_params(tmp_path / f"params-{out}.yaml", **changes)
             run_stage("generate", "--params", params, "--tasks", tmp_path / "tasks.jsonl", "--index", tmp_path / "no-index",
-                      "--out", tmp_path / out / "completions.jsonl", cwd=tmp_path, env=env)
+                      "--adapters", tmp_path / "no-adapters", "--out", tmp_path / out / "completions.jsonl", cwd=tmp_path,
+                      env=env)
             return server.requests[before:]
 
         a = generate("a", model="model-a", temperature=0.0, seed=11, max_tokens=300)

@@ -1,39 +1,21 @@
-"""What the LLM stages (generate, negatives, optimize) share: Ctrl-C/SIGTERM handling and the run summary."""
+"""What the LLM stages (generate, negatives, optimize) share: the run summary, the writing of their
+completions and the message of an interrupted run (perfrepro.stage does logging and the signals)."""
 
 from __future__ import annotations
 
 import logging
-import os
-import signal
 import time
+from pathlib import Path
+from typing import Sequence
 
-from perfrepro.logs import setup_logging as _setup_logging
+from perfrepro.generation.generate import status_counts, too_many_failures
+from perfrepro.io import atomic_outputs
+from perfrepro.records import Completion, write_jsonl
 
 log = logging.getLogger(__name__)
 
-
-def setup_logging(prefix: str = "llm") -> logging.Logger:
-    """The project's one log style (perfrepro.logs), without a line per HTTP request."""
-    return _setup_logging(prefix)
-
-
-def interrupt_on_sigterm() -> None:
-    """Turn SIGTERM (what `dvc` and CI send) into KeyboardInterrupt, so the local server is stopped
-    and the run ends the way Ctrl-C ends it."""
-
-    def handler(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, handler)
-
-
-def start_model_stage(name: str) -> None:
-    """The common start of a stage that talks to a model: its log style, the Hugging Face hub
-    kept offline (a model comes from disk or a server, never a download), SIGTERM as Ctrl-C."""
-    setup_logging(name)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    interrupt_on_sigterm()
+# What a stage that sends LLM requests logs when it is interrupted (perfrepro.stage.run_stage).
+CACHED_ON_INTERRUPT = "interrupted; responses received so far are cached, a rerun sends only the rest"
 
 
 def summary(backend, results_count: int, failures: int, started: float) -> dict:
@@ -67,3 +49,19 @@ def summary(backend, results_count: int, failures: int, started: float) -> dict:
     log.info("%d completion tokens received; %.1f s in all, %.1f s answering requests (%s)",
              tokens, elapsed, busy, rate)
     return info
+
+
+def write_completions(out: Path, completions: Sequence[Completion], backend, max_failure_fraction: float,
+                      started: float) -> int:
+    """Log the run summary (when a backend was opened), then write `completions` to `out`; 1, writing
+    nothing, when more than `max_failure_fraction` of the requests failed for good."""
+    statuses = status_counts(completions)
+    if backend is not None:
+        summary(backend, len(completions), statuses["error"], started)
+    if too_many_failures(completions, max_failure_fraction):
+        log.error("nothing written: a failed stage leaves no outputs (responses received are cached)")
+        return 1
+    with atomic_outputs(out) as (path,):
+        write_jsonl(path, completions)
+    log.info("%s: %d completions (%s)", out, len(completions), ", ".join(f"{k} {v}" for k, v in statuses.items()))
+    return 0

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 from perfrepro.config import LLMConfig
+from perfrepro.datasets.pie import load_pairs
 from perfrepro.generation.backends import check_backend
 from perfrepro.generation.client import ChatBackend, ChatRequest
 from perfrepro.generation.generate import to_completion
@@ -42,6 +44,16 @@ def retrieve_pie_examples(
     queries = encode_texts(encoder, [task.slow_program for task in tasks], batch_size=batch_size, show_progress=False)
     chosen = nearest_examples(queries, bank, shots)
     return {task.id: [pairs[i] for i in rows] for task, rows in zip(tasks, chosen)}
+
+
+def pie_examples(tasks: Sequence[OptTask], pairs_file: str | Path | None, shots: int,
+                 llm_cache: Path) -> dict[str, list[CorpusPair]]:
+    """retrieve_pie_examples over the PIE pairs in `pairs_file` (read only when `shots` > 0), their
+    embeddings cached beside the LLM response cache `llm_cache`."""
+    if shots > 0 and pairs_file is None:
+        raise ValueError(f"{shots} shots need a file of PIE slow -> fast pairs, and none was given")
+    pairs = load_pairs(pairs_file) if shots > 0 else []
+    return retrieve_pie_examples(tasks, pairs, shots, str(pairs_file), str(llm_cache.parent / "pie-embeddings"))
 
 
 def build_requests(
