@@ -130,6 +130,17 @@ def canonical_program(task: Task) -> Program:
     return build_program(task, task.canonical_solution, role="canonical")
 
 
+# The drivers' first step: the nonce that signs their result records, read from stdin (then closed),
+# before the program can read it. One text for every driver (the ENAMEL one too), same bytes.
+READ_NONCE = '''    nonce = b""
+    while not nonce.endswith(b"\\n"):
+        chunk = _read(0, 256)
+        if not chunk:
+            break
+        nonce += chunk
+    nonce = nonce.strip().decode()
+'''
+
 _DRIVER_TEMPLATE = r'''
 # perfrepro driver: runs program.py's run_tests() and reports to the result pipe.
 import gc as _gc
@@ -152,13 +163,7 @@ def _main():
     fd = _int(_getenv("PERFREPRO_RESULT_FD"))
     flushes = (_sys.stdout.flush, _sys.stderr.flush)
     mode, min_sample_s, samples = _sys.argv[1], _float(_sys.argv[2]) / 1000.0, _int(_sys.argv[3])
-    nonce = b""
-    while not nonce.endswith(b"\n"):
-        chunk = _read(0, 256)
-        if not chunk:
-            break
-        nonce += chunk
-    nonce = nonce.strip().decode()
+@READ_NONCE@
     null = _open("/dev/null", _os.O_RDONLY)
     _dup2(null, 0)
     _close(null)
@@ -231,7 +236,7 @@ def _main():
 
 
 _main()
-'''
+'''.replace("@READ_NONCE@\n", READ_NONCE)
 
 # The driver the deterministic backend counts instructions of (and `once`, `setup` runs): its loops'
 # CPU clock is the thread's, and its bytes stay what they were, so its counts do too.

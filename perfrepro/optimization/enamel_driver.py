@@ -12,6 +12,7 @@ import secrets
 from dataclasses import dataclass
 
 from perfrepro.execution import sandbox
+from perfrepro.execution.harness import READ_NONCE
 from perfrepro.optimization.inputs import TaskInputs
 from perfrepro.records import OptTask
 
@@ -63,13 +64,7 @@ def _expired(signum, frame):
 
 def _main():
     fd = int(_os.environ["PERFREPRO_RESULT_FD"])
-    nonce = b""
-    while not nonce.endswith(b"\n"):
-        chunk = _read(0, 256)
-        if not chunk:
-            break
-        nonce += chunk
-    nonce = nonce.strip().decode()
+@READ_NONCE@
 
     def report(**fields):
         fields["nonce"] = nonce
@@ -143,7 +138,7 @@ def _main():
 
 
 _main()
-'''
+'''.replace("@READ_NONCE@\n", READ_NONCE)
 
 
 @dataclass(frozen=True)
