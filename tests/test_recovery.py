@@ -26,7 +26,7 @@ SECRET = "sk-recovery-test-0123456789"
 DVC_YAML = f"""
 stages:
   generate:
-    cmd: {sys.executable} {REPO / 'stages' / 'generate.py'} --tasks tasks.jsonl --index no-index --out data/completions.jsonl
+    cmd: {sys.executable} {REPO / 'stages' / 'generate.py'} --tasks tasks.jsonl --index no-index --adapters no-adapters --out data/completions.jsonl
     deps:
       - tasks.jsonl
     params:
