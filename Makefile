@@ -84,6 +84,7 @@ test-fast: install
 benchmarks: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/retrieval.py
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/timing_noise.py
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/wall_contrast.py
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro pie_tasks
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/calibration.py
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/pie_self_speedup.py --backend deterministic

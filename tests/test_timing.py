@@ -73,7 +73,7 @@ def test_wall_mechanics(tasks):
     # what the backend must do, whatever the machine's load: every repeat runs each passing
     # program once, interleaved, times LOOPS_PER_PROCESS loops of at least one call (perf_counter
     # and CPU time), samples RSS inside them and pairs each program with the first; a wrong answer
-    # is final and never timed again; ET is the least CPU time per call, of the second-fastest
+    # is final and never timed again; ET is the fastest loop per call (perf_counter), of the second-fastest
     # repeat. (How close two identical programs come is a noise figure: benchmarks/calibration.py.)
     raw = []
     backend = make_backend(config("wall"), on_run=lambda p, r, d: raw.append((p.role, p.sample, d)))
