@@ -38,21 +38,10 @@ SUM_OF_SQUARES = Task(
     test_code="def check(candidate):\n    assert candidate(0) >= 0\n", entry_point="Solution().f",
 )
 PRIMES_COUNTS = {200_000: 17984, 1_000_000: 78498}
-PRIMES_TRIAL_DIVISION = """#include <cstdio>
-int main() { long n, count = 0; if (scanf("%ld", &n) != 1) return 1;
-  for (long i = 2; i <= n; ++i) { bool prime = true;
-    for (long d = 2; d * d <= i; ++d) if (i % d == 0) { prime = false; break; }
-    count += prime; }
-  printf("%ld\\n", count); }
-"""
-PRIMES_SIEVE = """#include <cstdio>
-#include <vector>
-int main() { long n, count = 0; if (scanf("%ld", &n) != 1) return 1;
-  std::vector<char> composite(n + 1, 0);
-  for (long i = 2; i <= n; ++i) { if (composite[i]) continue; ++count;
-    for (long j = i * i; j <= n; j += i) composite[j] = 1; }
-  printf("%ld\\n", count); }
-"""
+FIXTURES = ROOT / "tests" / "fixtures"  # the C++ programs of tests/test_optimization_cpp.py
+PRIMES_TRIAL_DIVISION = (FIXTURES / "primes_trial_division.cpp").read_text()
+PRIMES_SIEVE = (FIXTURES / "primes_sieve.cpp").read_text()
+
 
 
 def pairs() -> dict[str, tuple]:

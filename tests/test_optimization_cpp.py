@@ -2,6 +2,7 @@
 the Python wrapper) and count under deterministic (valgrind on the binary itself)."""
 
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -22,25 +23,14 @@ from perfrepro.timing.base import make_backend
 
 pytestmark = pytest.mark.slow  # make test-fast leaves this module out
 
+FIXTURES = Path(__file__).parent / "fixtures"
+
 ADD = "#include <cstdio>\nint main(){long a,b; if(scanf(\"%ld %ld\",&a,&b)!=2) return 1; printf(\"%ld\\n\", a+b);}\n"
 TESTS = [("1 2\n", "3\n"), ("40 2\n", "42")]
 # Primes up to n (17,984 up to 200,000): trial division allocates nothing; the sieve allocates one
 # vector of n + 1 bytes and does far fewer operations.
-PRIMES_SLOW = """#include <cstdio>
-int main() { long n, count = 0; if (scanf("%ld", &n) != 1) return 1;
-  for (long i = 2; i <= n; ++i) { bool prime = true;
-    for (long d = 2; d * d <= i; ++d) if (i % d == 0) { prime = false; break; }
-    count += prime; }
-  printf("%ld\\n", count); }
-"""
-PRIMES_FAST = """#include <cstdio>
-#include <vector>
-int main() { long n, count = 0; if (scanf("%ld", &n) != 1) return 1;
-  std::vector<char> composite(n + 1, 0);
-  for (long i = 2; i <= n; ++i) { if (composite[i]) continue; ++count;
-    for (long j = i * i; j <= n; j += i) composite[j] = 1; }
-  printf("%ld\\n", count); }
-"""
+PRIMES_SLOW = (FIXTURES / "primes_trial_division.cpp").read_text()
+PRIMES_FAST = (FIXTURES / "primes_sieve.cpp").read_text()
 PRIMES_TESTS = [("200000\n", "17984\n"), ("10\n", "4\n")]
 PRIMES_TESTS_LARGE = [("1000000\n", "78498\n")]  # wall only: valgrind would take minutes
 
