@@ -94,11 +94,11 @@ def main(argv=None) -> int:
                     n = None if size == "all" else int(size)
                     row = run(n, backend, executor, args.workers, work / f"{size}-{backend}-{executor}")
                     results.append(row)
+                    args.out.parent.mkdir(parents=True, exist_ok=True)
+                    args.out.write_text(json.dumps(results, indent=2) + "\n")  # kept if a later run fails
                     print(f"{row['size']} tasks, {backend}, {row['executor']}: NET {cell(row['NET'])} "
                           f"[{cell(row['NET_lo'])}, {cell(row['NET_hi'])}], pass1 {cell(row['pass1'], 1)}, "
                           f"measure {row['seconds']['measure']:.0f} s (load {row['load_at_start']})", file=sys.stderr)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
     print("| tasks | backend | executor | NET [95% CI] | pass1 | tasks in NET | measure (s) | whole run (s) | load |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in results:
