@@ -162,6 +162,14 @@ def interval(values: Sequence[float], seed: int = BOOTSTRAP_SEED) -> tuple[float
     return low, high
 
 
+def _normalized(name: str, values: Sequence[float]) -> dict[str, float | None]:
+    """A normalized ratio's columns: its mean over tasks, interval, maximum and share above 5."""
+    low, high = interval(values)
+    some = bool(values)
+    return {name: mean(values), f"{name}_lo": low, f"{name}_hi": high, f"Max_{name}": max(values) if some else None,
+            f"{name}_gt5": percent([x > RATIO_THRESHOLD for x in values]) if some else None}
+
+
 def _total_ratio(values: Sequence[float], canonical: Sequence[float], floor: float) -> float | None:
     return normalized(math.fsum(values), math.fsum(canonical), floor) if values else None
 
@@ -183,25 +191,15 @@ def efficiency_metrics(task_ids: Sequence[str], measurements: Iterable[Measureme
     canonical_failed = sum(1 for t in task_ids if t in canonicals and not canonicals[t].passed)
     unit = next((m.time_unit for m in completions.values() if m.passed), "ms")
     time_floor, mu_floor, tmu_floor = FLOORS.get(unit, _DEFAULT_FLOORS)
-    net = [r.net for r in ratios]
-    nmu = [r.nmu for r in ratios]
     ntmu = [r.ntmu for r in ratios]
     peaks = [r.peak_memory_mb for r in ratios]
     some = bool(ratios)
-    (net_lo, net_hi), (nmu_lo, nmu_hi), (ntmu_lo, ntmu_hi) = interval(net), interval(nmu), interval(ntmu)
+    ntmu_lo, ntmu_hi = interval(ntmu)
     return EfficiencyMetrics(
         ET=mean([r.time for r in ratios]),
-        NET=mean(net),
-        NET_lo=net_lo,
-        NET_hi=net_hi,
-        Max_NET=max(net) if some else None,
-        NET_gt5=percent([x > RATIO_THRESHOLD for x in net]) if some else None,
+        **_normalized("NET", [r.net for r in ratios]),
         MU=mean([r.memory_usage for r in ratios]),
-        NMU=mean(nmu),
-        NMU_lo=nmu_lo,
-        NMU_hi=nmu_hi,
-        Max_NMU=max(nmu) if some else None,
-        NMU_gt5=percent([x > RATIO_THRESHOLD for x in nmu]) if some else None,
+        **_normalized("NMU", [r.nmu for r in ratios]),
         TMU=mean(peaks),
         NTMU=mean(ntmu),
         NTMU_lo=ntmu_lo,
