@@ -40,8 +40,9 @@ def test_bad_style_and_bad_template(tmp_path):
 
 
 def test_messages_have_system_and_user():
-    messages = optimization_messages(SLOW, "f")
-    assert [m["role"] for m in messages] == ["system", "user"]
+    user = optimization_user_prompt(SLOW, "f")
+    messages = optimization_messages(user)
+    assert [m["role"] for m in messages] == ["system", "user"] and messages[1]["content"] == user
 
 
 def test_nearest_examples_order_and_ties():

@@ -18,7 +18,7 @@ from perfrepro.datasets.pie import load_pairs
 from perfrepro.generation.backends import check_backend
 from perfrepro.generation.client import ChatBackend, ChatRequest
 from perfrepro.generation.generate import to_completion
-from perfrepro.optimization.prompts import optimization_messages
+from perfrepro.optimization.prompts import optimization_messages, optimization_user_prompt
 from perfrepro.records import Completion, CorpusPair, OptTask
 
 log = logging.getLogger(__name__)
@@ -65,13 +65,13 @@ def build_requests(
     return [
         ChatRequest(
             id=task.id,
-            messages=optimization_messages(
+            messages=optimization_messages(optimization_user_prompt(
                 task.slow_program,
                 task.entry_point,
                 [(p.slow_solution or "", p.solution) for p in examples.get(task.id, ())],
                 style,
                 conditioned_template,
-            ),
+            )),
         )
         for task in tasks
     ]

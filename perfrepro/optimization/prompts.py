@@ -75,12 +75,6 @@ def optimization_user_prompt(
     return "".join(parts)
 
 
-def optimization_messages(
-    slow_program: str,
-    entry_point: str,
-    examples: Sequence[tuple[str, str]] = (),
-    style: str = "plain",
-    conditioned_template: str | None = None,
-) -> tuple[Mapping[str, str], ...]:
-    user = optimization_user_prompt(slow_program, entry_point, examples, style, conditioned_template)
-    return ({"role": "system", "content": load_template("system").strip()}, {"role": "user", "content": user})
+def optimization_messages(user_prompt: str) -> tuple[Mapping[str, str], ...]:
+    """The chat: the system message, then `user_prompt` (optimization_user_prompt's)."""
+    return ({"role": "system", "content": load_template("system").strip()}, {"role": "user", "content": user_prompt})
