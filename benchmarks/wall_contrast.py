@@ -43,7 +43,6 @@ PRIMES_TRIAL_DIVISION = (FIXTURES / "primes_trial_division.cpp").read_text()
 PRIMES_SIEVE = (FIXTURES / "primes_sieve.cpp").read_text()
 
 
-
 def pairs() -> dict[str, tuple]:
     def squares(role: str, n: int):
         return build_program(SUM_OF_SQUARES, SUM_OF_SQUARES.canonical_solution.format(n=n), role=role)
