@@ -6,7 +6,7 @@ the test that leaves behind:
   process a longer-lived one started, such as a Dask worker its nanny restarts, belongs to that
   one and is checked when it ends; a process that daemonizes away from the tree is not seen);
 - a listening TCP port held by this process or such a process;
-- a `perfrepro-*` directory in the temp dir;
+- a `perfrepro-*` directory in the temp dir, or Dask's `dask-scratch-space`;
 - a changed file in the repository: a new, deleted or rewritten file anywhere in the checkout
   except inside ignored directories (whose own entries are still watched), `__pycache__` and
   `.venv`.
@@ -35,7 +35,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-TEMP_PREFIX = "perfrepro-"
+TEMP_PREFIXES = ("perfrepro-", "dask-scratch-space")
 PRIVATE_PREFIX = "pytest-leftovers-"  # + pid: the session's private temp dir
 # interpreter-lifetime helpers a library may start once per process; they end with pytest
 LIFETIME_HELPERS = ("multiprocessing.resource_tracker", "multiprocessing.forkserver")
@@ -137,7 +137,7 @@ def _listening_ports(inodes: set[str]) -> set[str]:
 
 
 def _temp_dirs() -> set[str]:
-    return {entry.name for entry in os.scandir(tempfile.gettempdir()) if entry.name.startswith(TEMP_PREFIX)}
+    return {entry.name for entry in os.scandir(tempfile.gettempdir()) if entry.name.startswith(TEMP_PREFIXES)}
 
 
 def _git(*args: str) -> list[str]:
@@ -226,7 +226,7 @@ class Snapshot:
             "processes": [f"pid {p.pid}: {p.command[:200]}" for p in processes],
             "listening ports": sorted(_listening_ports({inode for inode, pid in after.sockets.items()
                                                        if inode not in self.sockets and pid in holders})),
-            f"{TEMP_PREFIX}* temp dirs": sorted(after.temp_dirs - self.temp_dirs),
+            "temp dirs": sorted(after.temp_dirs - self.temp_dirs),
             "changed repository files": _changes(self.repo, after.repo),
         }
         return {what: items for what, items in found.items() if items}

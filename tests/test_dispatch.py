@@ -1,7 +1,8 @@
 """Executors on the real Dask engine (no mocks): a LocalCluster of 2 process workers measures the
 fixture tasks with `deterministic` byte for byte as the in-process loop does; a worker killed by
 PID mid-task gets its task retried and the output is complete; Ctrl-C on a stage running a
-LocalCluster leaves no process behind; the Slurm job script renders without Slurm; a missing
+LocalCluster leaves no process behind, and a cluster closed mid-run no run dir and no Dask files;
+the Slurm job script renders without Slurm; a missing
 sbatch and an unreachable scheduler fail at once with the key and the address in the message.
 """
 
@@ -13,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -24,6 +26,7 @@ import yaml
 from perfrepro.config import ExecutorConfig, SlurmConfig, TimingConfig
 from perfrepro.dispatch import ExecutorError, LocalExecutor, TaskFailure, make_executor
 from perfrepro.dispatch.dask_cluster import job_script
+from perfrepro.execution.sandbox.rundir import make_run_root
 from perfrepro.records import Completion, Measurement, Program, Task, read_jsonl, write_jsonl
 from perfrepro.timing.base import make_backend
 from perfrepro.timing.fingerprint import check_uniform
@@ -117,6 +120,27 @@ def test_a_worker_killed_mid_task_gets_the_task_retried(tmp_path, tasks, own_clu
     assert not psutil.pid_exists(killed[0][1]) or psutil.Process(killed[0][1]).status() == psutil.STATUS_ZOMBIE
     assert [(m.task_id, m.role, m.status) for m in measurements] == [
         (t.id, role, "ok") for t in tasks[1:3] for role in ("canonical", "completion")]
+
+
+def hold_a_run_dir(_):
+    """A worker mid-run, before the sandbox's keeper has taken the run's files off the host: its
+    run dir exists, and the run never reaches its `finally` (the worker is killed with the cluster)."""
+    make_run_root()
+    time.sleep(600)
+
+
+def test_a_cluster_closed_mid_run_leaves_no_run_dir_and_no_dask_files():
+    temp = Path(tempfile.gettempdir())
+    before = sorted(os.listdir(temp))
+    with make_executor(ExecutorConfig(kind="dask", workers=1), progress=False) as executor:
+        executor.client.submit(hold_a_run_dir, 0, pure=False)
+        deadline = time.monotonic() + 60
+        while not (held := list(temp.glob(f"perfrepro-sbx-{executor.run_dir_owner}-*"))):
+            assert time.monotonic() < deadline, "the worker made no run dir"
+            time.sleep(0.1)
+        assert Path(executor.scratch).parent == temp and not (temp / "dask-scratch-space").exists()
+    assert not held[0].exists()
+    assert sorted(os.listdir(temp)) == before  # no dask-scratch-space either
 
 
 def test_a_task_failing_everywhere_is_a_failed_measurement_with_the_reason():

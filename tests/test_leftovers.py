@@ -17,6 +17,7 @@ import pytest
 pytestmark = pytest.mark.slow  # make test-fast leaves this module out
 
 LEAKY_TESTS = '''
+import os
 import socket
 import subprocess
 import tempfile
@@ -61,6 +62,10 @@ def test_leaves_a_temp_dir():
     tempfile.mkdtemp(prefix="perfrepro-leak-")
 
 
+def test_leaves_dask_s_scratch_space():
+    os.mkdir(os.path.join(tempfile.gettempdir(), "dask-scratch-space"))
+
+
 def test_changes_a_tracked_file():
     Path(__file__).with_name("tracked.txt").write_text("changed")
 
@@ -90,7 +95,8 @@ def test_each_kind_of_leftover_fails_the_test_that_left_it(tmp_path):
     expected = {
         "test_leaves_a_process": "processes: ['pid",
         "test_leaves_a_listening_port": "listening ports: ['127.0.0.1:",
-        "test_leaves_a_temp_dir": "perfrepro-* temp dirs: ['perfrepro-leak-",
+        "test_leaves_a_temp_dir": "temp dirs: ['perfrepro-leak-",
+        "test_leaves_dask_s_scratch_space": "temp dirs: ['dask-scratch-space']",
         "test_changes_a_tracked_file": "changed repository files: ['tests/tracked.txt']",
         "test_adds_a_file_to_the_checkout": "changed repository files: ['tests/new.txt (new)']",
     }

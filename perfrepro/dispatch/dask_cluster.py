@@ -5,7 +5,8 @@ A worker that dies mid-item gets the item re-run elsewhere by the scheduler, up 
 `distributed.scheduler.allowed-failures` times (set to `retries` on the clusters started here;
 an existing scheduler keeps its own setting, 3 by default); after that the item is a TaskFailure.
 Ctrl-C (or SIGTERM, what dvc and Slurm send) cancels every future, closes the client and shuts
-down a cluster this process started, whose worker processes take their sandboxed runs with them.
+down a cluster this process started, whose worker processes take their sandboxed runs with them;
+then its Dask files go, and a LocalCluster's workers' leftover run dirs.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import logging
 import shutil
 import signal
 import sys
+import tempfile
 import threading
 import uuid
 from collections import Counter
@@ -24,6 +26,7 @@ from tqdm import tqdm
 
 from perfrepro.config import ExecutorConfig, SlurmConfig
 from perfrepro.dispatch.base import ExecutorError, ProgressTally, Tally, TaskFailure, failure_reason, physical_cores
+from perfrepro.execution.sandbox import RUN_DIR_OWNER_ENV, new_owner, remove_run_roots
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +42,17 @@ class DaskExecutor:
 
     name = "dask"
 
-    def __init__(self, client, cluster=None, retries: int = 2, progress: bool = True, describe: str = ""):
+    def __init__(self, client, cluster=None, retries: int = 2, progress: bool = True, describe: str = "",
+                 scratch: str | None = None, run_dir_owner: str | None = None):
         self.client = client
         self.cluster = cluster  # None: an existing scheduler, which is not ours to stop
         self.retries = retries
         self.progress = progress
         self.describe = describe
+        # removed once the cluster is closed: the Dask files of a cluster started here, and a
+        # LocalCluster's workers' sandbox run dirs on this machine (the owner in their names)
+        self.scratch = scratch
+        self.run_dir_owner = run_dir_owner
         self._previous_sigterm = None
 
     def __enter__(self) -> "DaskExecutor":
@@ -115,6 +123,13 @@ class DaskExecutor:
             with contextlib.suppress(Exception):
                 self.cluster.close(timeout=CLOSE_TIMEOUT_S)
             self.cluster = None
+        if self.run_dir_owner is not None:  # a killed worker's in-flight runs never reached their `finally`
+            if left := remove_run_roots(self.run_dir_owner):
+                log.info("removed %d sandbox run dirs the cluster's workers left", len(left))
+            self.run_dir_owner = None
+        if self.scratch is not None:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+            self.scratch = None
 
 
 def _takes_n_workers(client) -> bool:
@@ -146,19 +161,28 @@ def start_local_cluster(config: ExecutorConfig, progress: bool = True) -> DaskEx
 
     distributed = _import_distributed()
     workers = config.workers or physical_cores()
-    with dask.config.set({"distributed.scheduler.allowed-failures": config.retries}):
-        cluster = distributed.LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True,
-            memory_limit=0,  # the sandbox limits each run; Dask must not pause or kill a busy worker
-            dashboard_address=None, silence_logs=logging.ERROR,
-        )
+    # Dask's scheduler, nannies and workers keep their files here, not in a dask-scratch-space
+    # that outlives a cluster closed mid-run
+    scratch = tempfile.mkdtemp(prefix="perfrepro-dask-")
+    owner = new_owner()
+    cluster = None
     try:
+        with dask.config.set({"distributed.scheduler.allowed-failures": config.retries,
+                              "temporary-directory": scratch}):
+            cluster = distributed.LocalCluster(
+                n_workers=workers, threads_per_worker=1, processes=True,
+                memory_limit=0,  # the sandbox limits each run; Dask must not pause or kill a busy worker
+                dashboard_address=None, silence_logs=logging.ERROR, env={RUN_DIR_OWNER_ENV: owner},
+            )
         client = distributed.Client(cluster)
     except BaseException:
-        cluster.close()
+        if cluster is not None:
+            cluster.close()
+        shutil.rmtree(scratch, ignore_errors=True)
         raise
     log.info("executor: dask LocalCluster, %d process workers (1 thread each) at %s", workers, cluster.scheduler_address)
-    return DaskExecutor(client, cluster, config.retries, progress, describe=f"dask, {workers} workers")
+    return DaskExecutor(client, cluster, config.retries, progress, describe=f"dask, {workers} workers",
+                        scratch=scratch, run_dir_owner=owner)
 
 
 def connect(config: ExecutorConfig, progress: bool = True) -> DaskExecutor:
@@ -199,8 +223,9 @@ def slurm_cluster_kwargs(slurm: SlurmConfig) -> dict[str, Any]:
     return kwargs
 
 
-def slurm_cluster(slurm: SlurmConfig, retries: int = 2):
-    """An (unscaled) SLURMCluster; its scheduler runs in this process. Needs no Slurm to build."""
+def slurm_cluster(slurm: SlurmConfig, retries: int = 2, scratch: str | None = None):
+    """An (unscaled) SLURMCluster; its scheduler runs in this process, with its files in `scratch`
+    (None: Dask's dask-scratch-space in the temp dir). Needs no Slurm to build."""
     import dask
 
     _import_distributed()
@@ -208,17 +233,18 @@ def slurm_cluster(slurm: SlurmConfig, retries: int = 2):
         from dask_jobqueue import SLURMCluster
     except ImportError:
         raise ExecutorError("executor.kind: slurm needs dask-jobqueue (pip install dask-jobqueue)") from None
-    with dask.config.set({"distributed.scheduler.allowed-failures": retries}):
+    with dask.config.set({"distributed.scheduler.allowed-failures": retries, "temporary-directory": scratch}):
         return SLURMCluster(**slurm_cluster_kwargs(slurm))
 
 
 def job_script(slurm: SlurmConfig) -> str:
     """The #SBATCH script a worker job runs, rendered without submitting anything."""
-    cluster = slurm_cluster(slurm)
-    try:
-        return cluster.job_script()
-    finally:
-        cluster.close()
+    with tempfile.TemporaryDirectory(prefix="perfrepro-dask-") as scratch:
+        cluster = slurm_cluster(slurm, scratch=scratch)
+        try:
+            return cluster.job_script()
+        finally:
+            cluster.close()
 
 
 def start_slurm_cluster(config: ExecutorConfig, progress: bool = True) -> DaskExecutor:
@@ -230,14 +256,19 @@ def start_slurm_cluster(config: ExecutorConfig, progress: bool = True) -> DaskEx
             "running scheduler)"
         )
     distributed = _import_distributed()
-    cluster = slurm_cluster(config.slurm, config.retries)
+    scratch = tempfile.mkdtemp(prefix="perfrepro-dask-")
+    cluster = None
     try:
+        cluster = slurm_cluster(config.slurm, config.retries, scratch)
         cluster.scale(jobs=config.jobs)
         client = distributed.Client(cluster)
     except BaseException:
-        cluster.close()
+        if cluster is not None:
+            cluster.close()
+        shutil.rmtree(scratch, ignore_errors=True)
         raise
     workers = config.jobs * config.slurm.cores
     log.info("executor: SLURMCluster, %d jobs x %d workers (queue %s); results come as jobs start",
              config.jobs, config.slurm.cores, config.slurm.queue or "default")
-    return DaskExecutor(client, cluster, config.retries, progress, describe=f"slurm, {workers} workers")
+    return DaskExecutor(client, cluster, config.retries, progress, describe=f"slurm, {workers} workers",
+                        scratch=scratch)

@@ -43,14 +43,22 @@ from perfrepro.execution.sandbox.levels import (
 )
 from perfrepro.execution.sandbox.limits import Limits
 from perfrepro.execution.sandbox.process import FIXED_HASH_SEED, RESULT_FD, RESULT_FD_ENV, base_env
-from perfrepro.execution.sandbox.rundir import COLLECT_CAP, RUN_DIR_INODES
+from perfrepro.execution.sandbox.rundir import (
+    COLLECT_CAP,
+    RUN_DIR_INODES,
+    RUN_DIR_OWNER_ENV,
+    new_owner,
+    remove_run_roots,
+    run_dir_owner,
+)
 from perfrepro.execution.sandbox.runner import SandboxResult, run
 from perfrepro.execution.sandbox.status import STATUSES, RunFacts, classify, exit_signal
 
 __all__ = [
     "ALLOW_UNISOLATED_ENV", "COLLECT_CAP", "FIXED_CWD", "FIXED_HASH_SEED", "RESULT_FD", "RESULT_FD_ENV",
-    "RUN_DIR_INODES", "SAFE_LEVELS", "SANDBOX_LIBRARY", "SANDBOX_PACKAGES", "STATUSES", "Isolation", "Limits",
-    "RunFacts", "SandboxResult", "SandboxUnavailable", "base_env", "classify", "detect_isolation", "exit_signal",
-    "isolation", "keeper_settings", "python_argv", "python_env", "python_files", "refusal", "require_isolation",
-    "run", "sandbox_python", "unisolated_allowed",
+    "RUN_DIR_INODES", "RUN_DIR_OWNER_ENV", "SAFE_LEVELS", "SANDBOX_LIBRARY", "SANDBOX_PACKAGES", "STATUSES",
+    "Isolation", "Limits", "RunFacts", "SandboxResult", "SandboxUnavailable", "base_env", "classify",
+    "detect_isolation", "exit_signal", "isolation", "keeper_settings", "new_owner", "python_argv",
+    "python_env", "python_files", "refusal", "remove_run_roots", "require_isolation", "run", "run_dir_owner",
+    "sandbox_python", "unisolated_allowed",
 ]

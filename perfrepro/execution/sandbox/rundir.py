@@ -1,10 +1,15 @@
-"""The run's directory on the host (the files it starts with), and reading what the program
-left in it: the collected files, and whether it used up its disk budget."""
+"""The run's directory on the host (its name, the files it starts with), and reading what the
+program left in it: the collected files, and whether it used up its disk budget."""
 
 from __future__ import annotations
 
+import functools
 import os
+import re
+import shutil
 import stat
+import tempfile
+import uuid
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -15,6 +20,41 @@ RUN_DIR_INODES = 4096  # files and directories a program may create in its run d
 _FULL_MARGIN = 64 << 10  # a run dir with less free space than this (bytes) is full
 COLLECT_CAP = 64 << 20  # the largest file `collect` reads back
 _PAGE = os.sysconf("SC_PAGE_SIZE")
+# A run dir is named perfrepro-sbx-<owner>-<random>. A process that starts workers (a Dask
+# LocalCluster) gives them an owner of its own in this variable, and once they are gone removes
+# the run dirs a killed worker left (a SIGKILLed process runs no `finally`).
+RUN_DIR_OWNER_ENV = "PERFREPRO_RUN_DIR_OWNER"
+_ROOT_PREFIX = "perfrepro-sbx-"
+
+
+def new_owner() -> str:
+    return uuid.uuid4().hex[:8]
+
+
+@functools.cache
+def _own_owner() -> str:
+    return new_owner()
+
+
+def run_dir_owner() -> str:
+    """The owner in this process's run dir names: `$PERFREPRO_RUN_DIR_OWNER` when it is one, else this
+    process's own (every name has the same length, so a path seen by an unisolated run is too)."""
+    given = os.environ.get(RUN_DIR_OWNER_ENV, "")
+    return given if re.fullmatch(r"[0-9a-f]{8}", given) else _own_owner()
+
+
+def make_run_root() -> Path:
+    return Path(tempfile.mkdtemp(prefix=f"{_ROOT_PREFIX}{run_dir_owner()}-"))
+
+
+def remove_run_roots(owner: str) -> list[str]:
+    """Remove the run dirs `owner`'s processes left in the temp dir; call it only once they are gone."""
+    if not re.fullmatch(r"[0-9a-f]{8}", owner):
+        raise ValueError(f"run dir owner {owner!r} is not 8 hex digits")
+    left = sorted(Path(tempfile.gettempdir()).glob(f"{_ROOT_PREFIX}{owner}-*"))
+    for root in left:
+        shutil.rmtree(root, ignore_errors=True)
+    return [root.name for root in left]
 
 
 def write_run_dir(root: Path, files: Mapping[str, str | bytes], executables: Sequence[str],

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -13,7 +12,7 @@ from typing import Callable, Mapping, Sequence
 from perfrepro.execution.sandbox.levels import FIXED_CWD, Isolation, keeper_settings, require_isolation
 from perfrepro.execution.sandbox.limits import Limits, RunCgroup
 from perfrepro.execution.sandbox.process import RESULT_FD_ENV, Pipes, Spawned, base_env, result_fd_trampoline
-from perfrepro.execution.sandbox.rundir import check_collect_names, collect_files, write_run_dir
+from perfrepro.execution.sandbox.rundir import check_collect_names, collect_files, make_run_root, write_run_dir
 from perfrepro.execution.sandbox.status import RunFacts, classify, exit_signal
 
 
@@ -65,7 +64,7 @@ def run(
     """
     iso = require_isolation()
     check_collect_names(collect)
-    root = Path(tempfile.mkdtemp(prefix="perfrepro-sbx-"))
+    root = make_run_root()
     pipes, cgroup = Pipes(), None
     try:
         root.chmod(0o711)
