@@ -13,6 +13,7 @@ import os
 import re
 import sys
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -62,6 +63,15 @@ def _open_text(path: Path):
     return path.open(encoding="utf-8")
 
 
+def _loads(text: str, where: str, with_line: bool = False) -> Any:
+    """`text` as JSON, or a DatasetError naming `where` (and the line in it, `with_line`)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        at = f"line {exc.lineno}: " if with_line else ""
+        raise DatasetError(f"{where}: not valid JSON ({at}{exc.msg})") from None
+
+
 def read_rows(path: str | os.PathLike, source: str) -> list[Row]:
     """Read a local .jsonl(.gz), .json (a list of objects), .parquet or .csv file into Rows.
 
@@ -78,21 +88,10 @@ def read_rows(path: str | os.PathLike, source: str) -> list[Row]:
                 for number, line in enumerate(lines, start=1):
                     if not line.strip():
                         continue
-                    try:
-                        data = json.loads(line)
-                    except json.JSONDecodeError as exc:
-                        raise DatasetError(
-                            f"{source} file {path}, line {number}: not valid JSON ({exc.msg})"
-                        ) from None
-                    rows.append(Row(data, number, str(path), "line"))
+                    rows.append(Row(_loads(line, f"{source} file {path}, line {number}"), number, str(path), "line"))
         elif name.endswith((".json", ".json.gz")):
             with _open_text(path) as handle:
-                try:
-                    data = json.load(handle)
-                except json.JSONDecodeError as exc:
-                    raise DatasetError(
-                        f"{source} file {path}: not valid JSON (line {exc.lineno}: {exc.msg})"
-                    ) from None
+                data = _loads(handle.read(), f"{source} file {path}", with_line=True)
             if isinstance(data, dict):  # {"train": [...]} or a single record
                 lists = [value for value in data.values() if isinstance(value, list)]
                 data = lists[0] if len(lists) == 1 else [data]
@@ -208,82 +207,6 @@ def strip_code_fence(text: str) -> str:
 
 
 # The prelude LeetCode-style solutions assume: imports plus the ListNode/TreeNode helpers
-# (LeetCodeDataset v0.3.1's `prompt`, verbatim). EffiBench ships none, so its tasks get this one.
-LEETCODE_PRELUDE = """\
-import random
-import functools
-import collections
-import string
-import math
-import datetime
-
-from typing import *
-from functools import *
-from collections import *
-from itertools import *
-from heapq import *
-from bisect import *
-from string import *
-from operator import *
-from math import *
-
-inf = float('inf')
-
-class ListNode:
-    def __init__(self, val=0, next=None):
-        self.val = val
-        self.next = next
-
-def list_node(values: list):
-    if not values:
-        return None
-    head = ListNode(values[0])
-    p = head
-    for val in values[1:]:
-        node = ListNode(val)
-        p.next = node
-        p = node
-    return head
-
-def is_same_list(p1, p2):
-    if p1 is None and p2 is None:
-        return True
-    if not p1 or not p2:
-        return False
-    return p1.val == p2.val and is_same_list(p1.next, p2.next)
-
-class TreeNode:
-    def __init__(self, val=0, left=None, right=None):
-        self.val = val
-        self.left = left
-        self.right = right
-
-def tree_node(values: list):
-    if not values:
-        return None
-    root = TreeNode(values[0])
-    i = 1
-    queue = deque()
-    queue.append(root)
-    while queue:
-        node = queue.popleft()
-        if i < len(values) and values[i] is not None:
-            node.left = TreeNode(values[i])
-            queue.append(node.left)
-        i += 1
-        if i < len(values) and values[i] is not None:
-            node.right = TreeNode(values[i])
-            queue.append(node.right)
-        i += 1
-    return root
-
-def is_same_tree(p, q):
-    if not p and not q:
-        return True
-    elif not p or not q:
-        return False
-    elif p.val != q.val:
-        return False
-    else:
-        return is_same_tree(p.left, q.left) and is_same_tree(p.right, q.right)
-"""
+# (LeetCodeDataset v0.3.1's `prompt`, verbatim, kept as the data it is). EffiBench ships none, so
+# its tasks get this one.
+LEETCODE_PRELUDE = resources.files(__package__).joinpath("templates", "leetcode_prelude.txt").read_text(encoding="utf-8")

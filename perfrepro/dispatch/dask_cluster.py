@@ -152,6 +152,23 @@ def _import_distributed():
     return distributed
 
 
+def _start(make_cluster: Callable[[str], Any]) -> tuple[Any, Any, str]:
+    """`make_cluster(scratch)`'s cluster and a client of it. The cluster keeps its Dask files in
+    `scratch`, a perfrepro-dask-* dir of its own, not in a dask-scratch-space that outlives a cluster
+    closed mid-run; if starting fails, the half-started cluster is closed and the dir removed."""
+    distributed = _import_distributed()
+    scratch = tempfile.mkdtemp(prefix="perfrepro-dask-")
+    cluster = None
+    try:
+        cluster = make_cluster(scratch)
+        return cluster, distributed.Client(cluster), scratch
+    except BaseException:
+        if cluster is not None:
+            cluster.close()
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+
+
 def start_local_cluster(config: ExecutorConfig, progress: bool = True) -> DaskExecutor:
     """A LocalCluster of `executor.workers` single-threaded process workers (null: physical cores).
 
@@ -161,25 +178,18 @@ def start_local_cluster(config: ExecutorConfig, progress: bool = True) -> DaskEx
 
     distributed = _import_distributed()
     workers = config.workers or physical_cores()
-    # Dask's scheduler, nannies and workers keep their files here, not in a dask-scratch-space
-    # that outlives a cluster closed mid-run
-    scratch = tempfile.mkdtemp(prefix="perfrepro-dask-")
     owner = new_owner()
-    cluster = None
-    try:
+
+    def local_cluster(scratch: str):
         with dask.config.set({"distributed.scheduler.allowed-failures": config.retries,
                               "temporary-directory": scratch}):
-            cluster = distributed.LocalCluster(
+            return distributed.LocalCluster(
                 n_workers=workers, threads_per_worker=1, processes=True,
                 memory_limit=0,  # the sandbox limits each run; Dask must not pause or kill a busy worker
                 dashboard_address=None, silence_logs=logging.ERROR, env={RUN_DIR_OWNER_ENV: owner},
             )
-        client = distributed.Client(cluster)
-    except BaseException:
-        if cluster is not None:
-            cluster.close()
-        shutil.rmtree(scratch, ignore_errors=True)
-        raise
+
+    cluster, client, scratch = _start(local_cluster)
     log.info("executor: dask LocalCluster, %d process workers (1 thread each) at %s", workers, cluster.scheduler_address)
     return DaskExecutor(client, cluster, config.retries, progress, describe=f"dask, {workers} workers",
                         scratch=scratch, run_dir_owner=owner)
@@ -255,20 +265,14 @@ def start_slurm_cluster(config: ExecutorConfig, progress: bool = True) -> DaskEx
             "a Slurm login node, or use executor.kind: dask (a LocalCluster, or executor.address of a "
             "running scheduler)"
         )
-    distributed = _import_distributed()
-    scratch = tempfile.mkdtemp(prefix="perfrepro-dask-")
-    cluster = None
+    cluster, client, scratch = _start(lambda scratch: slurm_cluster(config.slurm, config.retries, scratch))
+    executor = DaskExecutor(client, cluster, config.retries, progress,
+                            describe=f"slurm, {config.jobs * config.slurm.cores} workers", scratch=scratch)
     try:
-        cluster = slurm_cluster(config.slurm, config.retries, scratch)
         cluster.scale(jobs=config.jobs)
-        client = distributed.Client(cluster)
     except BaseException:
-        if cluster is not None:
-            cluster.close()
-        shutil.rmtree(scratch, ignore_errors=True)
+        executor.close()
         raise
-    workers = config.jobs * config.slurm.cores
     log.info("executor: SLURMCluster, %d jobs x %d workers (queue %s); results come as jobs start",
              config.jobs, config.slurm.cores, config.slurm.queue or "default")
-    return DaskExecutor(client, cluster, config.retries, progress, describe=f"slurm, {workers} workers",
-                        scratch=scratch)
+    return executor

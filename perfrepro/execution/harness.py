@@ -54,6 +54,12 @@ DRIVER_FILE = "driver.py"
 # the program only: the interpreter and the harness's set-up, never the solution (the baseline).
 MODES = ("timed", "once", "setup")
 
+# Harness programs (these, and the optimization track's) run code in fresh namespaces holding a copy
+# of the builtins as they were at start: what one call does to builtins never reaches the next.
+FRESH_NAMESPACE = '''def _namespace(name):
+    return {"__name__": name, "__builtins__": dict(_ORIGINAL_BUILTINS)}
+'''
+
 _PROGRAM_TEMPLATE = '''\
 # perfrepro harness program for task {task_id!r}.
 # Top level = the harness's untimed set-up; run_tests() = one timed unit: the solution's own
@@ -67,9 +73,7 @@ _TESTS = {tests!r}
 _ENTRY_POINT = {entry_point!r}
 
 
-def _namespace(name):
-    return {{"__name__": name, "__builtins__": dict(_ORIGINAL_BUILTINS)}}
-
+{fresh_namespace}
 
 # tests first: the names they import are bound before any solution code runs
 _tests_ns = _namespace("__tests__")
@@ -122,6 +126,7 @@ def build_program(task: Task, solution: str, role: str, sample: int = 0) -> Prog
         solution=solution,
         tests=task.test_code,
         entry_point=task.entry_point,
+        fresh_namespace=FRESH_NAMESPACE,
     )
     return Program(task_id=task.id, role=role, source=source, sample=sample)
 

@@ -20,11 +20,10 @@ helpers (perfrepro.optimization.helpers), which are not stream-compatible.
 from __future__ import annotations
 
 import random
-import string
 import time
 from typing import Sequence
 
-from perfrepro.optimization.helpers import odd_part, passes_miller_rabin
+from perfrepro.optimization.helpers import generator_scope, odd_part, passes_miller_rabin
 from perfrepro.optimization.inputs import (
     InputGenerationError,
     TaskInputs,
@@ -109,15 +108,8 @@ def rand_primality(size: int, lid: int, cid: int) -> int:
 
 def enamel_scope() -> dict:
     """A fresh scope for one generator call: what ENAMEL's generators see besides their prompt."""
-    return {
-        "time": time,
-        "random": random,
-        "string": string,
-        "rand_parens": rand_parens,
-        "miller_rabin": miller_rabin,
-        "rand_probably_prime": rand_probably_prime,
-        "rand_primality": rand_primality,
-    }
+    return generator_scope(time=time, rand_parens=rand_parens, miller_rabin=miller_rabin,
+                           rand_probably_prime=rand_probably_prime, rand_primality=rand_primality)
 
 
 def task_index(task_id: str) -> int:

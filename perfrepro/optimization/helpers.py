@@ -148,15 +148,10 @@ def rand_parens(size: int, valid: bool = True, sep: str = "", par: str = "()") -
     return sep.join(groups)
 
 
-def generator_scope() -> dict:
-    """The globals an ENAMEL ``generate_input`` runs in: random, string and the helpers."""
+def generator_scope(**helpers) -> dict:
+    """The globals an ENAMEL ``generate_input`` runs in: random, string and the helpers, these or
+    those given (pie.protocol: enamel gives ENAMEL's stream-compatible ones, time and miller_rabin)."""
     import string
 
-    return {
-        "__builtins__": __builtins__,
-        "random": random,
-        "string": string,
-        "rand_parens": rand_parens,
-        "rand_probably_prime": rand_probably_prime,
-        "rand_primality": rand_primality,
-    }
+    return {"__builtins__": __builtins__, "random": random, "string": string, "rand_parens": rand_parens,
+            "rand_probably_prime": rand_probably_prime, "rand_primality": rand_primality, **helpers}

@@ -29,6 +29,7 @@ import re
 import zlib
 from typing import Sequence
 
+from perfrepro.execution.harness import FRESH_NAMESPACE
 from perfrepro.optimization.inputs import TaskInputs
 from perfrepro.metrics.optimization import LEVEL_SEPARATOR, level_key, split_level_key  # noqa: F401 (re-exported)
 from perfrepro.records import OptTask, Program
@@ -53,9 +54,7 @@ _ENTRY_POINT = {entry_point!r}
 _DATA = _pickle.loads(_zlib.decompress(_base64.b64decode({data!r})))
 
 
-def _namespace(name):
-    return {{"__name__": name, "__builtins__": dict(_ORIGINAL_BUILTINS)}}
-
+{fresh_namespace}
 
 _checker_ns = _namespace("__checker__")
 try:  # the statement's complete helpers (HumanEval/32's poly); its stub entry point is harmless
@@ -136,6 +135,7 @@ def program_source(task: OptTask, candidate: str, tests: Sequence[dict], kind: s
         entry_point=task.entry_point,
         data=_pack(list(tests)),
         kind=kind,
+        fresh_namespace=FRESH_NAMESPACE,
     )
 
 
