@@ -16,6 +16,7 @@ Dask cluster of 2 workers on 2 cores time two programs at once: compare their NE
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -29,8 +30,10 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def params_for(size: int | None, backend: str, executor: str, workers: int) -> dict:
+def params_for(size: int | None, backend: str, executor: str, workers: int, timeout_s: float | None) -> dict:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    if timeout_s is not None:
+        params["timing"]["timeout_s"] = timeout_s
     params["data"]["limit_tasks"] = size
     params["llm"]["backend"] = "recorded"
     params["shots"] = 0
@@ -50,10 +53,11 @@ def stage(name: str, *args: str, params: Path, cwd: Path) -> float:
     return time.perf_counter() - started
 
 
-def run(size: int | None, backend: str, executor: str, workers: int, folder: Path) -> dict:
+def run(size: int | None, backend: str, executor: str, workers: int, timeout_s: float | None, folder: Path) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     params = folder / "params.yaml"
-    params.write_text(yaml.safe_dump(params_for(size, backend, executor, workers), sort_keys=False))
+    values = params_for(size, backend, executor, workers, timeout_s)
+    params.write_text(yaml.safe_dump(values, sort_keys=False))
     load = os.getloadavg()[0]
     seconds = {"prepare": stage("prepare", "--out", str(folder / "prepared"), params=params, cwd=folder)}
     tasks = folder / "prepared" / "tasks.jsonl"
@@ -68,6 +72,7 @@ def run(size: int | None, backend: str, executor: str, workers: int, folder: Pat
     return {"size": tasks_n, "backend": backend, "executor": executor if executor == "local" else f"{executor} ({workers} workers)",
             "NET": metrics.get("NET"), "NET_lo": metrics.get("NET_lo"), "NET_hi": metrics.get("NET_hi"),
             "pass1": metrics.get("pass1"), "normalized": metrics.get("normalized"),
+            "timeout_s": values["timing"]["timeout_s"],
             "seconds": {k: round(v, 1) for k, v in seconds.items()}, "load_at_start": round(load, 2),
             "table": (folder / "metrics" / "efficiency.md").read_text().split("\n\n")[1]}
 
@@ -82,17 +87,19 @@ def main(argv=None) -> int:
     parser.add_argument("--backends", nargs="+", default=["wall", "deterministic"])
     parser.add_argument("--executors", nargs="+", default=["local", "dask"])
     parser.add_argument("--workers", type=int, default=2, help="Dask LocalCluster workers")
+    parser.add_argument("--timeout-s", type=float, help="timing.timeout_s (default: params.yaml's); the "
+                        "deterministic backend's limit under valgrind is 100x this")
     parser.add_argument("--work", type=Path, help="where each run's files go (default: a temp dir, removed)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "full_size.json")
     args = parser.parse_args(argv)
     results = []
-    with tempfile.TemporaryDirectory(prefix="perfrepro-full-size-") as temp:
-        work = args.work or Path(temp)
+    with contextlib.ExitStack() as stack:
+        work = args.work or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="perfrepro-full-size-")))
         for size in args.sizes:
             for backend in args.backends:
                 for executor in args.executors:
                     n = None if size == "all" else int(size)
-                    row = run(n, backend, executor, args.workers, work / f"{size}-{backend}-{executor}")
+                    row = run(n, backend, executor, args.workers, args.timeout_s, work / f"{size}-{backend}-{executor}")
                     results.append(row)
                     args.out.parent.mkdir(parents=True, exist_ok=True)
                     args.out.write_text(json.dumps(results, indent=2) + "\n")  # kept if a later run fails
