@@ -209,4 +209,5 @@ def strip_code_fence(text: str) -> str:
 # The prelude LeetCode-style solutions assume: imports plus the ListNode/TreeNode helpers
 # (LeetCodeDataset v0.3.1's `prompt`, verbatim, kept as the data it is). EffiBench ships none, so
 # its tasks get this one.
-LEETCODE_PRELUDE = resources.files(__package__).joinpath("templates", "leetcode_prelude.txt").read_text(encoding="utf-8")
+LEETCODE_PRELUDE = resources.files(__package__).joinpath("templates", "leetcode_prelude.txt").read_text(
+    encoding="utf-8")
