@@ -40,6 +40,7 @@ from __future__ import annotations
 import json
 import secrets
 from dataclasses import dataclass
+from typing import Sequence
 
 from perfrepro.execution import sandbox
 from perfrepro.execution.sandbox import Limits, SandboxResult
@@ -60,17 +61,19 @@ FRESH_NAMESPACE = '''def _namespace(name):
     return {"__name__": name, "__builtins__": dict(_ORIGINAL_BUILTINS)}
 '''
 
+
+def program_head(import_lines: Sequence[str], /, **constants: object) -> str:
+    """A harness program's first lines: `import_lines` (one of them binds `_builtins_module`), the
+    builtins as they are at start (what FRESH_NAMESPACE copies), then each constant as `_NAME = repr`."""
+    lines = [*import_lines, "", "_ORIGINAL_BUILTINS = dict(vars(_builtins_module))"]
+    return "\n".join(lines + [f"_{name.upper()} = {value!r}" for name, value in constants.items()])
+
+
 _PROGRAM_TEMPLATE = '''\
 # perfrepro harness program for task {task_id!r}.
 # Top level = the harness's untimed set-up; run_tests() = one timed unit: the solution's own
 # module-level code in a fresh namespace, then the tests; raises on a wrong answer.
-import builtins as _builtins_module
-
-_ORIGINAL_BUILTINS = dict(vars(_builtins_module))
-_IMPORTS = {imports!r}
-_SOLUTION = {solution!r}
-_TESTS = {tests!r}
-_ENTRY_POINT = {entry_point!r}
+{head}
 
 
 {fresh_namespace}
@@ -120,14 +123,9 @@ def build_program(task: Task, solution: str, role: str, sample: int = 0) -> Prog
         raise ValueError(f"task {task.id}: test_code is empty")
     if not task.entry_point.strip():
         raise ValueError(f"task {task.id}: entry_point is empty")
-    source = _PROGRAM_TEMPLATE.format(
-        task_id=task.id,
-        imports=task.imports,
-        solution=solution,
-        tests=task.test_code,
-        entry_point=task.entry_point,
-        fresh_namespace=FRESH_NAMESPACE,
-    )
+    head = program_head(["import builtins as _builtins_module"], imports=task.imports, solution=solution,
+                        tests=task.test_code, entry_point=task.entry_point)
+    source = _PROGRAM_TEMPLATE.format(task_id=task.id, head=head, fresh_namespace=FRESH_NAMESPACE)
     return Program(task_id=task.id, role=role, source=source, sample=sample)
 
 

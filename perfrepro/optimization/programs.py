@@ -29,7 +29,7 @@ import re
 import zlib
 from typing import Sequence
 
-from perfrepro.execution.harness import FRESH_NAMESPACE
+from perfrepro.execution.harness import FRESH_NAMESPACE, program_head
 from perfrepro.optimization.inputs import TaskInputs
 from perfrepro.metrics.optimization import LEVEL_SEPARATOR, level_key, split_level_key  # noqa: F401 (re-exported)
 from perfrepro.records import OptTask, Program
@@ -39,18 +39,11 @@ _IMPORT = re.compile(r"^(?:from\s+\S+\s+import\s+.+|import\s+.+)$")
 TIMED_LEVELS = (1, 2, 3)
 CORRECTNESS_LEVEL = 0  # ENAMEL's level 0 checks correctness only
 
-_TEMPLATE = '''\
-import base64 as _base64
-import builtins as _builtins_module
-import copy as _copy
-import pickle as _pickle
-import zlib as _zlib
+_IMPORTS = ("import base64 as _base64", "import builtins as _builtins_module", "import copy as _copy",
+            "import pickle as _pickle", "import zlib as _zlib")
 
-_ORIGINAL_BUILTINS = dict(vars(_builtins_module))
-_CANDIDATE = {candidate!r}
-_STATEMENT = {statement!r}
-_CHECKER = {checker!r}
-_ENTRY_POINT = {entry_point!r}
+_TEMPLATE = '''\
+{head}
 _DATA = _pickle.loads(_zlib.decompress(_base64.b64decode({data!r})))
 
 
@@ -128,15 +121,9 @@ def program_source(task: OptTask, candidate: str, tests: Sequence[dict], kind: s
     """The Python module a backend runs: ``run_tests()`` checks `candidate` on `tests` (`kind`
     names them in a wrong-answer message). Every candidate, whatever its role, is prefixed with the
     statement's imports: they run inside each timed call, so all roles pay the same for them."""
-    return _TEMPLATE.format(
-        candidate=statement_imports(task.statement) + candidate,
-        statement=task.statement,
-        checker=task.checker,
-        entry_point=task.entry_point,
-        data=_pack(list(tests)),
-        kind=kind,
-        fresh_namespace=FRESH_NAMESPACE,
-    )
+    head = program_head(_IMPORTS, candidate=statement_imports(task.statement) + candidate,
+                        statement=task.statement, checker=task.checker, entry_point=task.entry_point)
+    return _TEMPLATE.format(head=head, data=_pack(list(tests)), kind=kind, fresh_namespace=FRESH_NAMESPACE)
 
 
 def build_level_programs(
