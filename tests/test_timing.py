@@ -155,6 +155,20 @@ def test_deterministic_calibration_is_exact_and_repeatable(tasks):
     assert row.NET == 1.0 and row.NMU == 1.0 and row.NTMU == 1.0
 
 
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
+def test_deterministic_gives_a_native_timeout_without_running_valgrind(tasks):
+    """A program over timeout_s natively is a timeout from its native run (failed step `native`),
+    never run under valgrind, whose limit is 100x longer; a passing one is still counted."""
+    task = next(t for t in tasks if t.id == "stone-removal-game")
+    slow = "import time\ntime.sleep(3)\n" + task.canonical_solution
+    runs = []
+    backend = make_backend(dataclasses.replace(config("deterministic"), timeout_s=0.5),
+                           on_run=lambda program, repeat, raw: runs.append(raw))
+    timed_out, counted = backend.measure([build_program(task, slow, role="completion"), canonical_program(task)])
+    assert timed_out.status == "timeout" and runs[0]["failed_step"] == "native"
+    assert counted.passed and counted.execution_time > 0 and "instructions_full" in runs[1]
+
+
 def test_measure_and_report_stages_end_to_end(tmp_path, tasks):
     params = (ROOT / "params.yaml").read_text().replace("repeats: 7 ", "repeats: 1 ")
     (tmp_path / "params.yaml").write_text(params)

@@ -1,6 +1,9 @@
 """Deterministic backend: valgrind instruction counts and heap profile, repeatable to the unit.
 
-Per program, four sandboxed runs of the same driver under the same fixed environment (the
+Per program, first one native run of the tests under `timing.timeout_s` and the memory limit: a
+program that times out, fails or crashes there gets that verdict (failed step `native`) without
+any valgrind run, so a timeout costs timeout_s, not SLOWDOWN x timeout_s under valgrind. Then
+four sandboxed runs of the same driver under the same fixed environment (the
 sandbox builds the env from nothing, i.e. `env -i`, plus PYTHONHASHSEED=0 and PYTHONMALLOC=malloc
 so massif sees every allocation; cwd is always /tmp under namespace isolation; the real
 interpreter binary, never a shim):
@@ -47,6 +50,7 @@ MB = float(1 << 20)
 TIME_UNIT = "instructions"
 VALGRIND_OVERHEAD_MB = 4096  # valgrind's own address-space needs on top of the program's limit
 SLOWDOWN = 100.0  # timeout_s is for native runs; under valgrind the run may take this much longer
+NATIVE = "native"  # the failed step of a program that failed its native run (no valgrind run made)
 TOOLS = ("callgrind", "massif")
 
 
@@ -110,24 +114,29 @@ class DeterministicBackend:
         self.config = config
         self.on_run = on_run
         self._startups: dict[Path, tuple[int, float]] = {}  # start-up program -> its counts
+        self.native_limits = sandbox.Limits(timeout_s=config.timeout_s, memory_mb=config.memory_limit_mb)
         self.limits = sandbox.Limits(
             timeout_s=config.timeout_s * SLOWDOWN,
             memory_mb=config.memory_limit_mb + VALGRIND_OVERHEAD_MB,
         )
 
-    def _run(self, program: Program, tool: str, mode: str) -> tuple[harness.RunRecord, str]:
+    def _run(self, program: Program, tool: str | None, mode: str) -> tuple[harness.RunRecord, str]:
+        """One run of the driver in `mode`, under valgrind's `tool`, or natively (`tool` None, the
+        native limits) to get a verdict at native cost first."""
         out_file = f"{tool}.out"
         nonce = harness.new_nonce()
         result = sandbox.run(
-            [*valgrind_argv(self.valgrind, tool, out_file), *sandbox.python_argv(), *harness.driver_args(mode)],
+            [*(valgrind_argv(self.valgrind, tool, out_file) if tool else ()), *sandbox.python_argv(),
+             *harness.driver_args(mode)],
             stdin=(nonce + "\n").encode(),
-            limits=self.limits,
+            limits=self.limits if tool else self.native_limits,
             env={**sandbox.python_env(), "PYTHONMALLOC": "malloc"},
             files=harness.driver_files(program),
-            collect=[out_file],
+            collect=[out_file] if tool else [],
             channel=True,
         )
-        return tool_output(harness.read_record(result, nonce), result, out_file)
+        record = harness.read_record(result, nonce)
+        return tool_output(record, result, out_file) if tool else (record, "")
 
     def _run_binary(self, binary: bytes, stdin: str, expected: str, tool: str) -> tuple[harness.RunRecord, str]:
         out_file = f"{tool}.out"
@@ -137,6 +146,9 @@ class DeterministicBackend:
 
     def _profile_binary(self, binary: bytes, stdin: str, expected: str) -> tuple[harness.RunRecord, str, tuple[int, float, float]]:
         """One test of a binary under callgrind then massif: (verdict, failed tool, (I, peak MB, H))."""
+        record, _ = run_binary_test(binary, stdin, expected, self.native_limits)
+        if not record.passed:
+            return record, NATIVE, (0, 0.0, 0.0)
         texts = {}
         for tool in TOOLS:
             record, texts[tool] = self._run_binary(binary, stdin, expected, tool)
@@ -186,6 +198,9 @@ class DeterministicBackend:
 
         I_full: the tests run once (one timed unit: the solution's top level, then the tests);
         I_base: the set-up only (the interpreter and the harness, never the solution)."""
+        record, _ = self._run(program, None, "once")
+        if not record.passed:
+            return record, NATIVE, (0, 0)
         texts = {}
         for mode, key in (("once", "callgrind"), ("setup", "callgrind_base")):
             record, texts[key] = self._run(program, "callgrind", mode)
