@@ -1,7 +1,7 @@
 """Agreement with published results (issue 27): ENAMEL's eff@1 of the canonical solutions, and
 EvalPerf's performance clusters, reproduced by the pipeline's own code. Never run in CI.
 
-    python benchmarks/published_agreement.py [--tasks N] [--level 2] [--samples-per-model 3]
+    python benchmarks/published_agreement.py [--tasks N] [--level 2] [--samples-per-model 5]
         [--valgrind-timeout-s 30] [--workers 2] [--clocks wall] [--enam-python /path/to/venv/bin/python]
         [--skip-eff] [--skip-spearman]
 
@@ -22,10 +22,15 @@ Parts, each timed, with the executor it ran on:
    count and `matching_cluster_idx` (a higher index is faster, so agreement is negative); the
    median over the tasks whose samples span >= 2 clusters, and the share of them below 0. A task
    whose chosen samples share one cluster has no correlation and is not measured. A program over
-   the valgrind time limit (wall clock) counts as the slowest (right-censored); one that fails
-   ENAMEL's tests is left out and counted. The defaults (level 2, 3 samples per model, 30 s) keep
-   the whole benchmark near 30 min on 2 quiet cores: level 3 takes minutes per quadratic program
-   under valgrind, level 1's small inputs rank by constant factors rather than by algorithm.
+   the time limit (--valgrind-timeout-s under valgrind, or a hundredth of it in the native run the
+   deterministic backend makes first) counts as the slowest (right-censored); one that fails
+   ENAMEL's tests is left out and counted. Beside each task's Spearman: the best one its labels
+   allow (every pair of clusters ordered as EvalPerf does, our ties within a cluster kept), and
+   the pairs of programs in different clusters: how many differ here by more than EvalPerf's own
+   10% cluster gap, and how many of those are in EvalPerf's order. The defaults (level 2, 5
+   samples per model, 30 s) keep the whole benchmark under 15 min on 2 quiet cores (10 per model:
+   ~27 min); level 3 takes minutes per quadratic program under valgrind, level 1's small inputs
+   rank by constant factors rather than by algorithm.
 Writes benchmarks/results/published_agreement.json (and prints the tables for the README).
 """
 
@@ -189,9 +194,52 @@ def count_program(config: TimingConfig, level: int, item) -> tuple[str, float | 
     return "ok", float(full - base), None
 
 
+# EvalPerf splits its reference solutions into clusters where sorted instruction counts jump by more
+# than 10% (`base_thresh` of its adaptive segmentation): closer than that, it does not resolve an order.
+EVALPERF_RESOLUTION = 0.10
+
+
+def best_possible_spearman(values: list[tuple[int, float]]) -> float:
+    """The Spearman a count would get with these cluster labels if it ordered every pair of clusters
+    as EvalPerf does, keeping our ties within a cluster: how far the labels' own ties and balance
+    let a task's correlation go (one sample in a second cluster of 15 allows -0.43 at best)."""
+    order = sorted({(-c, n) for c, n in values})
+    return float(spearmanr([order.index((-c, n)) for c, n in values], [c for c, _ in values]).statistic)
+
+
+def cluster_pairs(values: list[tuple[int, float]]) -> tuple[int, int, int]:
+    """Pairs of programs in different EvalPerf clusters: (all, those whose counts here differ by more
+    than EVALPERF_RESOLUTION, those of them in EvalPerf's order). A timeout is the slowest."""
+    split = both = same = 0
+    for i, (c1, n1) in enumerate(values):
+        for c2, n2 in values[i + 1:]:
+            if c1 == c2:
+                continue
+            split += 1
+            if n1 != n2 and max(n1, n2) > (1 + EVALPERF_RESOLUTION) * min(n1, n2):
+                both += 1
+                same += (n1 > n2) == (c1 < c2)
+    return split, both, same
+
+
+def relabelled_programs(pool: dict) -> dict[str, int]:
+    """task id -> how many identical program texts carry different cluster labels (in different
+    models' EvalPerf runs; within one run EvalPerf profiles a text once)."""
+    labels: dict[tuple[str, str], set] = {}
+    for task_id, samples in pool.items():
+        for _, c, code in samples:
+            labels.setdefault((task_id, code), set()).add(c)
+    found: dict[str, int] = {}
+    for (task_id, _), seen in labels.items():
+        if len(seen) > 1:
+            found[task_id] = found.get(task_id, 0) + 1
+    return found
+
+
 def spearman_table(task_dir: PieTaskDir, level: int, per_model: int, workers: int, timeout_s: float) -> dict:
     tasks = {t.id: t for t in task_dir.tasks}
     pool = evalperf_pool(set(tasks), per_model)
+    relabelled = relabelled_programs(pool)
     # a task whose chosen samples share one cluster has no correlation: counted apart, not measured
     spanning_tasks = {task_id for task_id, samples in pool.items() if len({c for _, c, _ in samples}) >= 2}
     distinct = sorted({(task_id, code) for task_id, samples in pool.items() if task_id in spanning_tasks
@@ -218,22 +266,33 @@ def spearman_table(task_dir: PieTaskDir, level: int, per_model: int, workers: in
         failed = len(samples) - len(kept)
         values = [(c, float("inf") if status == "timeout" else n) for c, (status, n, _) in kept]
         kept_clusters = sorted({c for c, _ in values})
-        rho = None
+        rho = best = None
         if len(kept_clusters) >= 2 and len({n for _, n in values}) >= 2:  # all tied (all over the limit): none
             rho = float(spearmanr([n for _, n in values], [c for c, _ in values]).statistic)
+            best = best_possible_spearman(values)
+        split, both, same = cluster_pairs(values)
         per_task[task_id] = {"samples": len(samples), "clusters": clusters, "kept": len(values), "failed": failed,
                              "timeouts": sum(1 for _, n in values if n == float("inf")), "spearman": rho,
+                             "best_possible": best, "split_pairs": split, "resolved_pairs": both, "same_order": same,
+                             "relabelled_texts": relabelled.get(task_id, 0),
                              "median_count_by_cluster": {c: statistics.median(n for cc, n in values if cc == c)
                                                          for c in kept_clusters},
                              "programs": [{"model": model, "cluster": c, "status": counts[(task_id, code)][0],
                                            "instructions": counts[(task_id, code)][1]} for model, c, code in samples]}
         rows.append([task_id, len(samples), len(set(code for _, _, code in samples)), ",".join(map(str, clusters)),
                      failed, per_task[task_id]["timeouts"], "-" if rho is None else f"{rho:+.2f}",
+                     "-" if best is None else f"{best:+.2f}", f"{same} / {both} / {split}",
                      " / ".join(f"{c}: {format_count(n)}" for c, n in per_task[task_id]["median_count_by_cluster"].items())])
     spanning = [v["spearman"] for v in per_task.values() if v["spearman"] is not None]
+    both = sum(v.get("resolved_pairs", 0) for v in per_task.values())
     summary = {"tasks": len(per_task), "spanning_two_or_more": len(spanning_tasks), "with_a_correlation": len(spanning),
                "median_spearman": statistics.median(spanning) if spanning else None,
                "share_negative": sum(r < 0 for r in spanning) / len(spanning) if spanning else None,
+               "median_best_possible": statistics.median(v["best_possible"] for v in per_task.values()
+                                                         if v["spearman"] is not None) if spanning else None,
+               "split_pairs": sum(v.get("split_pairs", 0) for v in per_task.values()), "resolved_pairs": both,
+               "same_order": sum(v.get("same_order", 0) for v in per_task.values()),
+               "relabelled_texts": sum(relabelled.values()),
                "programs": len(distinct), "level": level, "samples_per_model": per_model}
     return {"summary": summary, "per_task": per_task, "rows": rows}
 
@@ -246,7 +305,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", type=int, default=None, help="the first N of the 142 tasks (default: all)")
     parser.add_argument("--level", type=int, default=2, help="ENAMEL level whose tests valgrind counts (part 4)")
-    parser.add_argument("--samples-per-model", type=int, default=3, help="EvalPerf samples per model and task (part 4)")
+    parser.add_argument("--samples-per-model", type=int, default=5, help="EvalPerf samples per model and task (part 4)")
     parser.add_argument("--valgrind-timeout-s", type=float, default=30.0, help="per valgrind run; over it = slowest")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--enam-python", default=os.environ.get("ENAM_PYTHON"),
@@ -307,12 +366,18 @@ def main(argv=None) -> int:
                                                  args.valgrind_timeout_s), parts)
             result["spearman"] = spear
             print(tabulate(spear["rows"], headers=["task", "samples", "distinct", "clusters", "failed", "timeouts",
-                                                   "Spearman", "median count by cluster"], tablefmt="github"))
+                                                   "Spearman", "best possible",
+                                                   "pairs: same order / > 10% apart here / in different clusters",
+                                                   "median count by cluster"], tablefmt="github"))
             s = spear["summary"]
             if s["median_spearman"] is not None:
                 print(f"median Spearman over the {s['with_a_correlation']} tasks with a correlation (of the "
                       f"{s['spanning_two_or_more']} whose samples span >= 2 clusters; all-tied ones have none): "
-                      f"{s['median_spearman']:+.3f}; negative on {100 * s['share_negative']:.0f}%")
+                      f"{s['median_spearman']:+.3f}; negative on {100 * s['share_negative']:.0f}%; the best these "
+                      f"labels allow: {s['median_best_possible']:+.3f}. Pairs in different clusters and more than "
+                      f"{EVALPERF_RESOLUTION:.0%} apart here: {s['same_order']} of {s['resolved_pairs']} in "
+                      f"EvalPerf's order ({s['split_pairs'] - s['resolved_pairs']} of the {s['split_pairs']} pairs in "
+                      f"different clusters are closer). Identical texts with different labels: {s['relabelled_texts']}")
     result["total_s"] = round(sum(p["wall_s"] for p in parts), 1)
     write_json(args.out, result)
     print(tabulate([[p["part"], p["executor"], p["wall_s"], p["load_before"], p["load_after"]] for p in parts],
