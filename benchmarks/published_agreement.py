@@ -37,6 +37,7 @@ Writes benchmarks/results/published_agreement.json (and prints the tables for th
 from __future__ import annotations
 
 import argparse
+import collections
 import functools
 import glob
 import hashlib
@@ -203,8 +204,8 @@ def best_possible_spearman(values: list[tuple[int, float]]) -> float:
     """The Spearman a count would get with these cluster labels if it ordered every pair of clusters
     as EvalPerf does, keeping our ties within a cluster: how far the labels' own ties and balance
     let a task's correlation go (one sample in a second cluster of 15 allows -0.43 at best)."""
-    order = sorted({(-c, n) for c, n in values})
-    return float(spearmanr([order.index((-c, n)) for c, n in values], [c for c, _ in values]).statistic)
+    rank = {key: i for i, key in enumerate(sorted({(-c, n) for c, n in values}))}
+    return float(spearmanr([rank[(-c, n)] for c, n in values], [c for c, _ in values]).statistic)
 
 
 def cluster_pairs(values: list[tuple[int, float]]) -> tuple[int, int, int]:
@@ -229,11 +230,7 @@ def relabelled_programs(pool: dict) -> dict[str, int]:
     for task_id, samples in pool.items():
         for _, c, code in samples:
             labels.setdefault((task_id, code), set()).add(c)
-    found: dict[str, int] = {}
-    for (task_id, _), seen in labels.items():
-        if len(seen) > 1:
-            found[task_id] = found.get(task_id, 0) + 1
-    return found
+    return dict(collections.Counter(task_id for (task_id, _), seen in labels.items() if len(seen) > 1))
 
 
 def spearman_table(task_dir: PieTaskDir, level: int, per_model: int, workers: int, timeout_s: float) -> dict:
@@ -283,15 +280,14 @@ def spearman_table(task_dir: PieTaskDir, level: int, per_model: int, workers: in
                      failed, per_task[task_id]["timeouts"], "-" if rho is None else f"{rho:+.2f}",
                      "-" if best is None else f"{best:+.2f}", f"{same} / {both} / {split}",
                      " / ".join(f"{c}: {format_count(n)}" for c, n in per_task[task_id]["median_count_by_cluster"].items())])
-    spanning = [v["spearman"] for v in per_task.values() if v["spearman"] is not None]
-    both = sum(v.get("resolved_pairs", 0) for v in per_task.values())
+    measured = [v for v in per_task.values() if v["spearman"] is not None]
+    spanning = [v["spearman"] for v in measured]
     summary = {"tasks": len(per_task), "spanning_two_or_more": len(spanning_tasks), "with_a_correlation": len(spanning),
                "median_spearman": statistics.median(spanning) if spanning else None,
                "share_negative": sum(r < 0 for r in spanning) / len(spanning) if spanning else None,
-               "median_best_possible": statistics.median(v["best_possible"] for v in per_task.values()
-                                                         if v["spearman"] is not None) if spanning else None,
-               "split_pairs": sum(v.get("split_pairs", 0) for v in per_task.values()), "resolved_pairs": both,
-               "same_order": sum(v.get("same_order", 0) for v in per_task.values()),
+               "median_best_possible": statistics.median(v["best_possible"] for v in measured) if measured else None,
+               **{key: sum(v.get(key, 0) for v in per_task.values())  # one-cluster tasks have no pairs
+                  for key in ("split_pairs", "resolved_pairs", "same_order")},
                "relabelled_texts": sum(relabelled.values()),
                "programs": len(distinct), "level": level, "samples_per_model": per_model}
     return {"summary": summary, "per_task": per_task, "rows": rows}
